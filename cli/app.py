@@ -1,0 +1,54 @@
+"""The ``er-art`` command line: thin commands over the library.
+
+    er-art --help
+    er-art plugins architectures
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Annotated
+
+import typer
+
+import er_art
+
+app = typer.Typer(
+    name="er-art",
+    help="Embedding Regularized Classifier (ER-Classifier) on the Adversarial Robustness Toolbox.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Each command lives in its own module with a ``register(app)`` function.
+COMMAND_MODULES = [
+    "er_art.cli.plugins_cmd",
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"er-art {er_art.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """er-art: train, attack and evaluate ER-Classifiers with ART."""
+
+
+for _module in COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

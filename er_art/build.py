@@ -1,0 +1,133 @@
+"""``build_classifier(arch, **overrides)``: an ART classifier from a registered architecture.
+
+timm-style: options left at ``None`` fall back to the architecture's defaults (NOTES.md values for
+the paper's datasets), so ``build_classifier("mnist")`` is the paper's MNIST ER-Classifier and
+``build_classifier("mnist", embedding_dim=8, prior="cauchy")`` changes just those.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from art.estimators.classification import PyTorchClassifier
+
+from er_art.architectures import get_architecture
+from er_art.classifier import ERClassifier, resolve_device_type
+
+# Hyperparameters and their fallbacks when an architecture does not set them.
+ER_FALLBACKS: dict[str, Any] = {
+    "lr": 1e-4,
+    "lambda_d": 1.0,
+    "lambda_ce": 1.0,
+    "lambda_reg": 1.0,
+    "lr_ratios": (1.0, 0.5, 0.05),
+    "clip_value": 0.01,
+}
+
+
+def build_classifier(
+    arch: str,
+    *,
+    embedding_dim: int | None = None,
+    nb_classes: int | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    prior: str = "gaussian",
+    prior_params: dict[str, float] | None = None,
+    lambda_d: float | None = None,
+    lambda_ce: float | None = None,
+    lambda_reg: float | None = None,
+    lr: float | None = None,
+    lr_ratios: tuple[float, float, float] | None = None,
+    clip_value: float | None = None,
+    amp: bool = False,
+    clip_values: tuple[float, float] | None = (0.0, 1.0),
+    device_type: str = "auto",
+    preprocessing_defences: Any = None,
+    postprocessing_defences: Any = None,
+    arch_options: dict[str, Any] | None = None,
+    seed: int | None = None,
+) -> ERClassifier | PyTorchClassifier:
+    """Build the classifier of architecture ``arch`` (an :class:`ERClassifier`, or a plain
+    ``PyTorchClassifier`` with Adam for a baseline architecture such as ``cnn`` or ``vgg19``).
+
+    :param arch: a registered architecture (``er-art plugins architectures`` lists them).
+    :param embedding_dim: embedding size k (ER architectures only).
+    :param nb_classes: number of classes (default: the architecture's).
+    :param input_shape: input shape (default: the architecture's; baselines adapt to any).
+    :param prior: prior plugin name; ``prior_params`` its parameters.
+    :param lambda_d: lambda of the discriminator objective; ``lambda_ce`` lambda_0 of the cross-entropy;
+        ``lambda_reg`` lambda_1 of the encoder regularisation.
+    :param lr: base (encoder) learning rate; ``lr_ratios`` encoder : discriminator : head.
+    :param clip_value: discriminator weight clipping.
+    :param amp: bfloat16 mixed precision in training (``torch.amp``).
+    :param clip_values: the data's value range.
+    :param device_type: ``auto``, ``cpu``, ``cuda`` or ``gpu``.
+    :param arch_options: extra builder options (e.g. ``{"init_weights": "vgg19_features.pt"}``).
+    :param seed: seeds torch before the weights are initialised.
+    """
+    spec = get_architecture(arch)
+    resolve_device_type(device_type)  # fail early on a bad device
+    if seed is not None:
+        torch.manual_seed(seed)
+    if embedding_dim is not None and embedding_dim <= 0:
+        raise ValueError(f"embedding_dim must be a positive integer, got {embedding_dim}.")
+    nb_classes = nb_classes or spec.nb_classes
+    shape = tuple(input_shape or spec.input_shape)
+    options = dict(arch_options or {})
+    defaults = {**ER_FALLBACKS, **spec.defaults}
+
+    def pick(name: str, value: Any) -> Any:
+        return defaults[name] if value is None else value
+
+    if spec.kind == "baseline":
+        model = spec.build(nb_classes=nb_classes, input_shape=shape, **options)
+        learning_rate = pick("lr", lr)
+        classifier = PyTorchClassifier(
+            model=model,
+            loss=torch.nn.CrossEntropyLoss(),
+            optimizer=torch.optim.Adam(model.parameters(), lr=learning_rate),
+            input_shape=shape,
+            nb_classes=nb_classes,
+            clip_values=clip_values,
+            preprocessing_defences=preprocessing_defences,
+            postprocessing_defences=postprocessing_defences,
+            device_type=resolve_device_type(device_type),
+        )
+        classifier.er_art_config = {  # type: ignore[attr-defined]
+            "kind": "baseline",
+            "arch": arch,
+            "arch_options": options,
+            "input_shape": list(shape),
+            "nb_classes": int(nb_classes),
+            "lr": learning_rate,
+            "clip_values": None if clip_values is None else [float(clip_values[0]), float(clip_values[1])],
+            "device_type": device_type,
+        }
+        return classifier
+
+    if shape != tuple(spec.input_shape):
+        raise ValueError(
+            f"Architecture {arch!r} takes inputs of shape {tuple(spec.input_shape)}, not {shape}."
+        )
+    model = spec.build(embedding_dim=embedding_dim, nb_classes=nb_classes, **options)
+    return ERClassifier(
+        model,  # type: ignore[arg-type]
+        input_shape=shape,
+        nb_classes=nb_classes,
+        prior=prior,
+        prior_params=prior_params,
+        lambda_d=pick("lambda_d", lambda_d),
+        lambda_ce=pick("lambda_ce", lambda_ce),
+        lambda_reg=pick("lambda_reg", lambda_reg),
+        lr=pick("lr", lr),
+        lr_ratios=tuple(pick("lr_ratios", lr_ratios)),
+        clip_value=pick("clip_value", clip_value),
+        amp=amp,
+        clip_values=clip_values,
+        preprocessing_defences=preprocessing_defences,
+        postprocessing_defences=postprocessing_defences,
+        device_type=device_type,
+        arch=arch,
+        arch_options=options,
+    )

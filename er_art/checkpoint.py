@@ -1,0 +1,152 @@
+"""Checkpoints: ``save_classifier`` / ``load_classifier``, written atomically, loaded without running code.
+
+A checkpoint is one ``torch.save`` file holding only tensors and plain containers: the classifier's
+JSON-able config (architecture, prior, hyperparameters), the state dicts of all three nets and of
+the three optimizers, and optionally a training state (epoch, RNG states, ...). It is read with
+``torch.load(weights_only=True)``, which refuses anything that would execute code, and rebuilt
+through the architecture registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from art.estimators.classification import PyTorchClassifier
+
+from er_art.classifier import ERClassifier
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "er-art-checkpoint"
+VERSION = 1
+RUN_CHECKPOINT = "checkpoint.pt"  # the file inside a training run directory
+
+
+class CheckpointError(ValueError):
+    """A file that is missing, corrupted or not an er-art checkpoint."""
+
+
+def atomic_write(path: str | os.PathLike, write: Any) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def classifier_state(classifier: PyTorchClassifier) -> dict[str, Any]:
+    """The config and state dicts of an er-art classifier (ER or baseline), on the CPU."""
+    if isinstance(classifier, ERClassifier):
+        if classifier.arch is None:
+            raise CheckpointError(
+                "Only classifiers built from a registered architecture can be saved "
+                "(use er_art.build_classifier); pickle others instead."
+            )
+        config = classifier.config()
+        model = classifier.er_model
+        optimizers = classifier.optimizers.state_dict()
+    else:
+        config = getattr(classifier, "er_art_config", None)
+        if config is None:
+            raise CheckpointError("This PyTorchClassifier was not built by er_art.build_classifier; cannot save it.")
+        model = classifier.model
+        optimizers = {"model": classifier.optimizer.state_dict()} if classifier.optimizer is not None else {}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return {"config": config, "model": state, "optimizers": optimizers}
+
+
+def save_classifier(classifier: PyTorchClassifier, path: str | os.PathLike, training: dict | None = None) -> Path:
+    """Write ``classifier`` (all nets, optimizers, prior, hyperparameters) to ``path`` atomically."""
+    payload = {"format": FORMAT, "version": VERSION, "classifier": classifier_state(classifier)}
+    if training is not None:
+        payload["training"] = training
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    logger.info("saved checkpoint %s", path)
+    return Path(path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The raw checkpoint dict of a file or a run directory (no code runs while reading)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RUN_CHECKPOINT
+    if not path.is_file():
+        raise CheckpointError(f"No checkpoint at {path}.")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupted zip, foreign pickle, objects that would run code, ...
+        raise CheckpointError(f"{path} is not a readable er-art checkpoint ({type(err).__name__}).") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an er-art checkpoint (no '{FORMAT}' header).")
+    if payload.get("version", 0) > VERSION:
+        raise CheckpointError(f"{path} was written by a newer er-art (format {payload['version']}).")
+    return payload
+
+
+def classifier_from_state(state: dict[str, Any], device_type: str | None = None) -> PyTorchClassifier:
+    """Rebuild a classifier from :func:`classifier_state`'s dict."""
+    from er_art.build import build_classifier
+
+    config = dict(state["config"])
+    options = {k: v for k, v in config.get("arch_options", {}).items() if k != "init_weights"}
+    device = device_type or config.get("device_type", "auto")
+    clip = config.get("clip_values")
+    common = dict(
+        nb_classes=config["nb_classes"],
+        input_shape=tuple(config["input_shape"]),
+        lr=config["lr"],
+        clip_values=None if clip is None else tuple(clip),
+        device_type=device,
+        arch_options=options,
+    )
+    if config.get("kind") == "baseline":
+        classifier = build_classifier(config["arch"], **common)
+        classifier.model.load_state_dict(state["model"])
+        if "model" in state["optimizers"]:
+            classifier.optimizer.load_state_dict(state["optimizers"]["model"])
+        classifier.model.eval()
+        return classifier
+    classifier = build_classifier(
+        config["arch"],
+        embedding_dim=config["embedding_dim"],
+        prior=config["prior"],
+        prior_params=config["prior_params"],
+        lambda_d=config["lambda_d"],
+        lambda_ce=config["lambda_ce"],
+        lambda_reg=config["lambda_reg"],
+        lr_ratios=tuple(config["lr_ratios"]),
+        clip_value=config["clip_value"],
+        amp=config["amp"],
+        **common,
+    )
+    classifier.er_model.load_state_dict(state["model"])
+    classifier.optimizers.load_state_dict(state["optimizers"])
+    classifier.er_model.eval()
+    return classifier
+
+
+def load_classifier(path: str | os.PathLike, device_type: str | None = None) -> PyTorchClassifier:
+    """Load a classifier saved by :func:`save_classifier`, or the one a training run directory trained.
+
+    :param path: a checkpoint file, or a run directory of ``er-art train`` (its ``checkpoint.pt``).
+    :param device_type: ``auto``, ``cpu`` or ``cuda``; default: the device it was built for.
+    :return: an :class:`ERClassifier`, or a ``PyTorchClassifier`` for baseline architectures.
+    """
+    payload = read_checkpoint(path)
+    try:
+        return classifier_from_state(payload["classifier"], device_type)
+    except (KeyError, RuntimeError, TypeError) as err:
+        raise CheckpointError(f"{path} holds an inconsistent er-art checkpoint: {err}") from err

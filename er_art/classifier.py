@@ -1,0 +1,482 @@
+"""``ERClassifier``: the ER-Classifier as an ART ``PyTorchClassifier``.
+
+Every ART attack, defence and trainer sees an ordinary PyTorch classifier whose ``forward`` gives
+the logits C(Q(x)); ``fit`` and ``fit_generator`` run Algorithm 1 (three Adam optimizers, the
+discriminator against the prior) instead of plain cross-entropy.
+
+    >>> import er_art
+    >>> clf = er_art.build_classifier("digits", device_type="cpu")
+    >>> clf.fit(x_train, y_train, batch_size=64, nb_epochs=5)
+    >>> from art.attacks.evasion import ProjectedGradientDescent
+    >>> x_adv = ProjectedGradientDescent(clf, eps=0.1, eps_step=0.01, max_iter=40).generate(x_test)
+
+Differences from a stock ``PyTorchClassifier``, each deliberate:
+- ``loss_gradient`` differentiates with respect to the input only (no weight gradients);
+- inputs of any float dtype are cast to the model's float32 (ART hands float64 under NumPy 2);
+- pickling is self-contained (no files in ART's data dir);
+- mixed precision is ``torch.amp`` bfloat16 autocast (``amp=True``), not ART's apex ``use_amp``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+from art.estimators.classification import PyTorchClassifier
+from art.utils import check_and_transform_label_format
+
+from er_art.algorithm import StepResult, algorithm1_step, make_optimizers
+from er_art.model import ERModel
+from er_art.priors import Prior, build_prior
+
+logger = logging.getLogger(__name__)
+
+LAYER_ALIASES = {"embedding": "embedding", "encoder": "embedding", "logits": "logits", "classifier": "logits"}
+
+
+def resolve_device_type(device_type: str) -> str:
+    """Map er-art's ``auto|cpu|cuda|gpu`` onto ART's ``cpu|gpu``; ``cuda`` without CUDA is an error."""
+    if device_type in ("auto", "gpu"):
+        return "gpu"  # ART falls back to the CPU when CUDA is absent
+    if device_type == "cpu":
+        return "cpu"
+    if device_type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was asked for but CUDA is not available; use 'cpu' or 'auto'.")
+        return "gpu"
+    raise ValueError(f"Unknown device {device_type!r}; accepted: auto, cpu, cuda, gpu.")
+
+
+class ERClassifier(PyTorchClassifier):
+    """Embedding Regularized Classifier as an ART classifier.
+
+    :param model: the :class:`~er_art.model.ERModel` (encoder, head, discriminator).
+    :param input_shape: shape of one input, e.g. ``(1, 28, 28)``.
+    :param nb_classes: number of classes.
+    :param prior: prior name (a registered prior plugin) or a :class:`~er_art.priors.Prior`.
+    :param prior_params: parameters of a named prior, e.g. ``{"sigma": 1.0}``.
+    :param lambda_d: lambda, weight of the discriminator objective (step a).
+    :param lambda_ce: lambda_0, weight of the cross-entropy (step b).
+    :param lambda_reg: lambda_1, weight of the encoder regularisation (step c).
+    :param lr: base learning rate (the encoder's).
+    :param lr_ratios: encoder : discriminator : head learning-rate ratios (default 1 : 0.5 : 0.05).
+    :param clip_value: WGAN weight clipping of the discriminator, +-c.
+    :param amp: bfloat16 mixed precision (``torch.amp``) in training.
+    :param arch: registered architecture name (recorded for checkpoints), or ``None``.
+    :param arch_options: options the architecture was built with (recorded for checkpoints).
+    :param device_type: ``auto``/``gpu`` (CUDA when available), ``cpu`` or ``cuda``.
+    Other parameters are ART's (``clip_values``, ``preprocessing_defences``, ...).
+    """
+
+    estimator_params = PyTorchClassifier.estimator_params + [
+        "prior",
+        "lambda_d",
+        "lambda_ce",
+        "lambda_reg",
+        "lr",
+        "lr_ratios",
+        "clip_value",
+        "amp",
+    ]
+
+    def __init__(
+        self,
+        model: ERModel,
+        input_shape: tuple[int, ...],
+        nb_classes: int,
+        prior: str | Prior = "gaussian",
+        prior_params: dict[str, float] | None = None,
+        lambda_d: float = 1.0,
+        lambda_ce: float = 1.0,
+        lambda_reg: float = 1.0,
+        lr: float = 1e-4,
+        lr_ratios: tuple[float, float, float] = (1.0, 0.5, 0.05),
+        clip_value: float = 0.01,
+        amp: bool = False,
+        clip_values: tuple[float, float] | None = (0.0, 1.0),
+        channels_first: bool = True,
+        preprocessing_defences: Any = None,
+        postprocessing_defences: Any = None,
+        preprocessing: Any = (0.0, 1.0),
+        device_type: str = "gpu",
+        arch: str | None = None,
+        arch_options: dict[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(model, ERModel):
+            raise TypeError(f"ERClassifier needs an er_art.ERModel, got {type(model).__name__}.")
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}.")
+        if not clip_value > 0:
+            raise ValueError(f"clip_value must be > 0, got {clip_value}.")
+        self._requested_device_type = device_type
+        super().__init__(
+            model=model,
+            loss=torch.nn.CrossEntropyLoss(),
+            input_shape=tuple(input_shape),
+            nb_classes=nb_classes,
+            optimizer=None,  # three optimizers of our own, below
+            channels_first=channels_first,
+            clip_values=clip_values,
+            preprocessing_defences=preprocessing_defences,
+            postprocessing_defences=postprocessing_defences,
+            preprocessing=preprocessing,
+            device_type=resolve_device_type(device_type),
+        )
+        self._er_model = model
+        self._prior = build_prior(prior, **(prior_params or {}))
+        self._lambda_d, self._lambda_ce, self._lambda_reg = float(lambda_d), float(lambda_ce), float(lambda_reg)
+        self._lr = float(lr)
+        self._lr_ratios = tuple(float(r) for r in lr_ratios)
+        self._clip_value = float(clip_value)
+        self._amp = bool(amp)
+        self.arch = arch
+        self.arch_options = dict(arch_options or {})
+        self._layer_names = ["embedding", "logits"]
+        self._optimizers = make_optimizers(model, self._lr, self._lr_ratios)  # type: ignore[arg-type]
+        self._er_model.eval()
+
+    # ------------------------------------------------------------------ properties (ART params)
+    @property
+    def er_model(self) -> ERModel:
+        """The underlying :class:`~er_art.model.ERModel` (encoder, head and discriminator)."""
+        return self._er_model
+
+    @property
+    def optimizers(self):
+        """The three optimizers of Algorithm 1 (``.encoder``, ``.discriminator``, ``.classifier``)."""
+        return self._optimizers
+
+    @property
+    def embedding_dim(self) -> int:
+        return self._er_model.embedding_dim
+
+    @property
+    def prior(self) -> Prior:
+        return self._prior
+
+    @prior.setter
+    def prior(self, value: str | Prior) -> None:
+        self._prior = build_prior(value)
+
+    @property
+    def lambda_d(self) -> float:
+        return self._lambda_d
+
+    @lambda_d.setter
+    def lambda_d(self, value: float) -> None:
+        self._lambda_d = float(value)
+
+    @property
+    def lambda_ce(self) -> float:
+        return self._lambda_ce
+
+    @lambda_ce.setter
+    def lambda_ce(self, value: float) -> None:
+        self._lambda_ce = float(value)
+
+    @property
+    def lambda_reg(self) -> float:
+        return self._lambda_reg
+
+    @lambda_reg.setter
+    def lambda_reg(self, value: float) -> None:
+        self._lambda_reg = float(value)
+
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        if not value > 0:
+            raise ValueError(f"lr must be > 0, got {value}.")
+        self._lr = float(value)
+        self._optimizers.set_lr(self._lr, self._lr_ratios)  # type: ignore[arg-type]
+
+    @property
+    def lr_ratios(self) -> tuple[float, ...]:
+        return self._lr_ratios
+
+    @lr_ratios.setter
+    def lr_ratios(self, value: tuple[float, float, float]) -> None:
+        self._lr_ratios = tuple(float(r) for r in value)
+        self._optimizers.set_lr(self._lr, self._lr_ratios)  # type: ignore[arg-type]
+
+    @property
+    def clip_value(self) -> float:
+        return self._clip_value
+
+    @clip_value.setter
+    def clip_value(self, value: float) -> None:
+        if not value > 0:
+            raise ValueError(f"clip_value must be > 0, got {value}.")
+        self._clip_value = float(value)
+
+    @property
+    def amp(self) -> bool:
+        return self._amp
+
+    @amp.setter
+    def amp(self, value: bool) -> None:
+        self._amp = bool(value)
+
+    # ------------------------------------------------------------------ dtype and batches
+    def _apply_preprocessing(self, x, y, fit: bool, no_grad: bool = True):  # type: ignore[override]
+        """ART's preprocessing, then any float input cast to float32 (ART hands float64 under NumPy 2)."""
+        x_pre, y_pre = super()._apply_preprocessing(x, y, fit=fit, no_grad=no_grad)
+        if isinstance(x_pre, torch.Tensor):
+            if x_pre.dtype != torch.float32 and x_pre.is_floating_point():
+                x_pre = x_pre.to(torch.float32)  # differentiable: gradients flow back to a float64 input
+        elif isinstance(x_pre, np.ndarray) and x_pre.dtype != np.float32:
+            x_pre = x_pre.astype(np.float32)
+        return x_pre, y_pre
+
+    def _labels_to_tensor(self, y: np.ndarray | torch.Tensor) -> torch.Tensor:
+        if y.ndim == 2:
+            y = self.reduce_labels(y)
+        if isinstance(y, np.ndarray):
+            y = torch.from_numpy(np.asarray(y))
+        if y.ndim == 2:  # probability labels: train on their most likely class
+            y = y.argmax(1)
+        return y.to(self._device).long().reshape(-1)
+
+    def _prepare_batch(self, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training batch through ART's (fit-time) preprocessing, as float32 / int64 tensors on the device."""
+        if isinstance(x, torch.Tensor) and not self.all_framework_preprocessing:
+            x = x.cpu().numpy()
+        if isinstance(y, torch.Tensor) and isinstance(x, np.ndarray):
+            y = y.cpu().numpy()
+        if isinstance(y, np.ndarray) and y.ndim == 1 and not np.issubdtype(y.dtype, np.floating):
+            y = y.astype(np.int64)
+        if isinstance(x, torch.Tensor):
+            x = x.to(self._device)
+            y = y.to(self._device) if isinstance(y, torch.Tensor) else torch.from_numpy(y).to(self._device)
+        x_pre, y_pre = self._apply_preprocessing(x, y, fit=True)
+        x_t = x_pre if isinstance(x_pre, torch.Tensor) else torch.from_numpy(x_pre)
+        return x_t.to(self._device), self._labels_to_tensor(y_pre)
+
+    # ------------------------------------------------------------------ training: Algorithm 1
+    def train_step(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        x_adv: torch.Tensor | None = None,
+        adv_ratio: float = 0.5,
+        regularize: bool = True,
+    ) -> StepResult:
+        """One step of Algorithm 1 on device tensors (already preprocessed); nets left in train mode."""
+        self._er_model.train()
+        return algorithm1_step(
+            self._er_model,
+            self._optimizers,
+            self._prior,
+            x,
+            y,
+            x_adv,
+            lambda_d=self._lambda_d,
+            lambda_ce=self._lambda_ce,
+            lambda_reg=self._lambda_reg,
+            clip_value=self._clip_value,
+            adv_ratio=adv_ratio,
+            regularize=regularize,
+            amp=self._amp,
+        )
+
+    def fit(  # type: ignore[override]
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        batch_size: int = 128,
+        nb_epochs: int = 10,
+        training_mode: bool = True,
+        drop_last: bool = False,
+        scheduler: Any = None,
+        verbose: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """Train with Algorithm 1 for ``nb_epochs`` over ``(x, y)`` (one-hot or integer labels).
+
+        :param scheduler: optional learning-rate scheduler (stepped once per epoch) or ``None``.
+        :param kwargs: ``regularize=False`` trains encoder + head with cross-entropy only (E-CLA).
+        """
+        regularize = bool(kwargs.pop("regularize", True))
+        y = check_and_transform_label_format(y, nb_classes=self.nb_classes)
+        x_pre, y_pre = self._apply_preprocessing(x, y, fit=True)
+        x_t = torch.from_numpy(np.ascontiguousarray(x_pre))
+        y_t = self._labels_to_tensor(y_pre).cpu()
+        n = len(x_t)
+        n_batches = n // batch_size if drop_last else int(np.ceil(n / batch_size))
+        for epoch in range(nb_epochs):
+            perm = torch.randperm(n)
+            totals = torch.zeros(3, device=self._device)
+            for b in range(n_batches):
+                idx = perm[b * batch_size : (b + 1) * batch_size]
+                if len(idx) < 2:  # BatchNorm cannot train on a single example
+                    continue
+                res = self.train_step(x_t[idx].to(self._device), y_t[idx].to(self._device), regularize=regularize)
+                totals += torch.stack([res.ce, res.disc, res.reg])
+            if scheduler is not None:
+                scheduler.step()
+            if verbose:
+                ce, disc, reg = (totals / max(n_batches, 1)).tolist()
+                logger.info("epoch %d/%d: ce %.4f  disc %.4f  reg %.4f", epoch + 1, nb_epochs, ce, disc, reg)
+        self._er_model.eval()
+
+    def fit_generator(self, generator: Any, nb_epochs: int = 20, verbose: bool = False, **kwargs: Any) -> None:
+        """Train with Algorithm 1 from an ART ``DataGenerator`` (e.g. ``PyTorchDataGenerator`` over a
+        ``DataLoader``), so a dataset never has to be one array in memory.
+
+        ART's own fast path for ``PyTorchDataGenerator`` trains plain cross-entropy with
+        ``self._optimizer``; here every batch goes through :meth:`train_step`.
+        """
+        regularize = bool(kwargs.pop("regularize", True))
+        from art.data_generators import PyTorchDataGenerator
+
+        for _ in range(nb_epochs):
+            if isinstance(generator, PyTorchDataGenerator):
+                batches = iter(generator.iterator)
+            else:
+                n_batches = int(np.ceil(generator.size / generator.batch_size))
+                batches = (generator.get_batch() for _ in range(n_batches))
+            for x_b, y_b in batches:
+                if len(x_b) < 2:
+                    continue
+                x_t, y_t = self._prepare_batch(x_b, y_b)
+                self.train_step(x_t, y_t, regularize=regularize)
+        self._er_model.eval()
+
+    # ------------------------------------------------------------------ gradients and activations
+    def loss_gradient(  # type: ignore[override]
+        self,
+        x: np.ndarray | torch.Tensor,
+        y: np.ndarray | torch.Tensor,
+        training_mode: bool = False,
+        **kwargs: Any,
+    ) -> np.ndarray | torch.Tensor:
+        """Gradient of the cross-entropy with respect to ``x`` only (no weight gradients are computed)."""
+        self._model.train(mode=training_mode)
+        is_tensor = isinstance(x, torch.Tensor)
+        if self.all_framework_preprocessing:
+            x_grad = x.detach().clone() if is_tensor else torch.from_numpy(np.asarray(x))
+            x_grad = x_grad.to(self._device).requires_grad_(True)
+            y_in = y if isinstance(y, torch.Tensor) else torch.from_numpy(np.asarray(y))
+            inputs_t, y_pre = self._apply_preprocessing(x_grad, y=y_in.to(self._device), fit=False, no_grad=False)
+        elif not is_tensor:
+            x_pre, y_pre = self._apply_preprocessing(x, y=y, fit=False, no_grad=True)
+            x_grad = torch.from_numpy(x_pre).to(self._device).requires_grad_(True)
+            inputs_t = x_grad
+        else:
+            raise NotImplementedError("Tensor inputs need framework-native (PyTorch) preprocessing defences only.")
+        loss = self._loss(self._er_model(inputs_t), self._labels_to_tensor(y_pre))
+        (grad,) = torch.autograd.grad(loss, x_grad)
+        grads: np.ndarray | torch.Tensor = grad if is_tensor else grad.cpu().numpy()
+        if not self.all_framework_preprocessing:
+            grads = self._apply_preprocessing_gradient(x, grads)
+        return grads
+
+    @property
+    def layer_names(self) -> list[str]:
+        """``["embedding", "logits"]``: the encoder's output and the head's output."""
+        return list(self._layer_names)
+
+    def get_activations(  # type: ignore[override]
+        self,
+        x: np.ndarray | torch.Tensor,
+        layer: int | str | None = None,
+        batch_size: int = 128,
+        framework: bool = False,
+    ) -> np.ndarray | torch.Tensor:
+        """The embedding (``layer="embedding"`` or 0) or the logits (``"logits"`` or 1) of ``x``."""
+        if isinstance(layer, (int, np.integer)):
+            if not 0 <= layer < len(self._layer_names):
+                raise ValueError(f"Layer index {layer} out of range; accepted: 0 (embedding), 1 (logits).")
+            name = self._layer_names[layer]
+        elif isinstance(layer, str) and layer in LAYER_ALIASES:
+            name = LAYER_ALIASES[layer]
+        else:
+            raise ValueError(f"Unknown layer {layer!r}; accepted: 'embedding' (0) or 'logits' (1).")
+        self._er_model.eval()
+        fn = self._er_model.encode if name == "embedding" else self._er_model
+        if framework:
+            x_t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
+            x_pre, _ = self._apply_preprocessing(x_t.to(self._device), y=None, fit=False, no_grad=False)
+            return fn(x_pre)
+        x_pre, _ = self._apply_preprocessing(x, y=None, fit=False, no_grad=True)
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(x_pre), batch_size):
+                out.append(fn(torch.from_numpy(x_pre[start : start + batch_size]).to(self._device)).cpu().numpy())
+        return np.concatenate(out)
+
+    def embed(self, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
+        """Embeddings ``Q(x)`` of ``x``: an array of shape ``(N, embedding_dim)``."""
+        return self.get_activations(x, "embedding", batch_size=batch_size)  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ lifecycle
+    def reset(self) -> None:
+        """Re-initialise all three nets (the discriminator too) and fresh optimizers."""
+
+        def weight_reset(module: torch.nn.Module) -> None:
+            if callable(getattr(module, "reset_parameters", None)):
+                module.reset_parameters()
+
+        self._er_model.apply(weight_reset)
+        self._optimizers = make_optimizers(self._er_model, self._lr, self._lr_ratios)  # type: ignore[arg-type]
+
+    def clone_for_refitting(self) -> ERClassifier:
+        """A copy with the same architecture and hyperparameters, re-initialised for training anew."""
+        import copy
+
+        clone = copy.deepcopy(self)
+        clone.reset()
+        return clone
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Self-contained pickling: the nets and optimizers travel inside the pickle (no stray files)."""
+        state = self.__dict__.copy()
+        for key in ("_model", "_model_wrapper", "_features"):
+            state.pop(key, None)
+        state["_device"] = str(self._device)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        device = torch.device(state["_device"])
+        if device.type == "cuda" and not torch.cuda.is_available():
+            device = torch.device("cpu")
+        self._device = device
+        self._model = self._make_model_wrapper(self._er_model)
+        self._model.to(self._device)
+
+    def __repr__(self) -> str:
+        return (
+            f"ERClassifier(arch={self.arch!r}, embedding_dim={self.embedding_dim}, nb_classes={self.nb_classes}, "
+            f"prior={self._prior!r}, lambda_d={self._lambda_d}, lambda_ce={self._lambda_ce}, "
+            f"lambda_reg={self._lambda_reg}, lr={self._lr}, clip_values={self.clip_values!r}, "
+            f"device={self._device})"
+        )
+
+    def config(self) -> dict[str, Any]:
+        """The JSON-serialisable settings that rebuild this classifier with :func:`er_art.build_classifier`."""
+        clip = None if self.clip_values is None else [float(np.min(self.clip_values[0])), float(np.max(self.clip_values[1]))]
+        return {
+            "kind": "er",
+            "arch": self.arch,
+            "arch_options": self.arch_options,
+            "input_shape": list(self.input_shape),
+            "nb_classes": int(self.nb_classes),
+            "embedding_dim": int(self.embedding_dim),
+            "prior": self._prior.name,
+            "prior_params": self._prior.params(),
+            "lambda_d": self._lambda_d,
+            "lambda_ce": self._lambda_ce,
+            "lambda_reg": self._lambda_reg,
+            "lr": self._lr,
+            "lr_ratios": list(self._lr_ratios),
+            "clip_value": self._clip_value,
+            "amp": self._amp,
+            "clip_values": clip,
+            "device_type": self._requested_device_type,
+        }

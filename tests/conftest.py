@@ -1,0 +1,62 @@
+"""Shared fixtures. ART writes to ART_DATA_PATH: point it at a temporary dir before ART is imported."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("ART_DATA_PATH", tempfile.mkdtemp(prefix="er-art-test-art-"))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    """``../shared/datasets`` (real MNIST, Fashion-MNIST, CIFAR-10); tests using it skip without it."""
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip("../shared/datasets is not present")
+    return SHARED_DATASETS
+
+
+@pytest.fixture(scope="session")
+def digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 digits: x_train (1400, 1, 8, 8), y_train, x_test (397, ...), y_test."""
+    from er_art.datasets import get_dataset
+
+    spec = get_dataset("digits")
+    x_train, y_train = spec.arrays("train")
+    x_test, y_test = spec.arrays("test")
+    return x_train, y_train, x_test, y_test
+
+
+@pytest.fixture(scope="session")
+def trained_digits(digits):
+    """A ``digits`` ER-Classifier trained with Algorithm 1 for a few seconds on the CPU (not modified by tests)."""
+    import er_art
+
+    x_train, y_train, _, _ = digits
+    torch.manual_seed(0)
+    clf = er_art.build_classifier("digits", device_type="cpu")
+    clf.fit(x_train, y_train, batch_size=64, nb_epochs=8)
+    return clf
