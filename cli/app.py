@@ -23,7 +23,12 @@ app = typer.Typer(
 
 # Each command lives in its own module with a ``register(app)`` function.
 COMMAND_MODULES = [
+    "er_art.cli.attack",
+    "er_art.cli.embed",
+    "er_art.cli.evaluate",
+    "er_art.cli.intrinsic_dim",
     "er_art.cli.plugins_cmd",
+    "er_art.cli.train",
 ]
 
 

@@ -32,19 +32,25 @@ class Optimizers:
     classifier: torch.optim.Optimizer
 
     def state_dict(self) -> dict[str, dict]:
-        return {name: getattr(self, name).state_dict() for name in ("encoder", "discriminator", "classifier")}
+        return {
+            name: getattr(self, name).state_dict()
+            for name in ("encoder", "discriminator", "classifier")
+        }
 
     def load_state_dict(self, state: dict[str, dict]) -> None:
         for name, opt_state in state.items():
             getattr(self, name).load_state_dict(opt_state)
 
     def set_lr(self, lr: float, ratios: tuple[float, float, float]) -> None:
-        for opt, ratio in zip((self.encoder, self.discriminator, self.classifier), ratios):
+        nets = (self.encoder, self.discriminator, self.classifier)
+        for opt, ratio in zip(nets, ratios, strict=True):
             for group in opt.param_groups:
                 group["lr"] = lr * ratio
 
 
-def make_optimizers(model: ERModel, lr: float, ratios: tuple[float, float, float] = (1.0, 0.5, 0.05)) -> Optimizers:
+def make_optimizers(
+    model: ERModel, lr: float, ratios: tuple[float, float, float] = (1.0, 0.5, 0.05)
+) -> Optimizers:
     """Adam (default betas) per net; encoder : discriminator : head learning rates = ``ratios``."""
     return Optimizers(
         encoder=torch.optim.Adam(model.encoder.parameters(), lr=lr * ratios[0]),
@@ -112,7 +118,9 @@ def algorithm1_step(
     if regularize:  # (a) discriminator ascent
         z_p = prior.sample(z_q.shape[0], z_q.shape[1], device=x.device, dtype=torch.float32)
         with autocast(x.device, amp):
-            disc = lambda_d * (model.discriminator(z_p).mean() - model.discriminator(z_q.detach()).mean())
+            disc = lambda_d * (
+                model.discriminator(z_p).mean() - model.discriminator(z_q.detach()).mean()
+            )
         optimizers.discriminator.zero_grad(set_to_none=True)
         (-disc).backward()
         optimizers.discriminator.step()
@@ -142,4 +150,6 @@ def algorithm1_step(
             model.discriminator.requires_grad_(True)
 
     correct = (logits[:n].detach().argmax(1) == y).sum()
-    return StepResult(ce=ce.detach(), disc=disc.detach().float(), reg=reg.detach().float(), correct=correct)
+    return StepResult(
+        ce=ce.detach(), disc=disc.detach().float(), reg=reg.detach().float(), correct=correct
+    )

@@ -21,7 +21,9 @@ class Architecture:
     """An architecture plugin: its builder and the defaults of the models it builds."""
 
     name: str
-    builder: Callable[..., nn.Module]  # builder(embedding_dim=, nb_classes=, **options) -> nn.Module
+    builder: Callable[
+        ..., nn.Module
+    ]  # builder(embedding_dim=, nb_classes=, **options) -> nn.Module
     input_shape: tuple[int, ...]  # (C, H, W) of one input in [0, 1]
     nb_classes: int
     embedding_dim: int | None = None  # None for baselines, which have no embedding

@@ -56,7 +56,8 @@ def build_classifier(
     :param nb_classes: number of classes (default: the architecture's).
     :param input_shape: input shape (default: the architecture's; baselines adapt to any).
     :param prior: prior plugin name; ``prior_params`` its parameters.
-    :param lambda_d: lambda of the discriminator objective; ``lambda_ce`` lambda_0 of the cross-entropy;
+    :param lambda_d: lambda of the discriminator objective; ``lambda_ce`` lambda_0 of the
+        cross-entropy;
         ``lambda_reg`` lambda_1 of the encoder regularisation.
     :param lr: base (encoder) learning rate; ``lr_ratios`` encoder : discriminator : head.
     :param clip_value: discriminator weight clipping.
@@ -101,7 +102,9 @@ def build_classifier(
             "input_shape": list(shape),
             "nb_classes": int(nb_classes),
             "lr": learning_rate,
-            "clip_values": None if clip_values is None else [float(clip_values[0]), float(clip_values[1])],
+            "clip_values": None
+            if clip_values is None
+            else [float(clip_values[0]), float(clip_values[1])],
             "device_type": device_type,
         }
         return classifier

@@ -1,4 +1,5 @@
-"""Checkpoints: ``save_classifier`` / ``load_classifier``, written atomically, loaded without running code.
+"""Checkpoints: ``save_classifier`` / ``load_classifier``: written atomically, loaded without
+running code.
 
 A checkpoint is one ``torch.save`` file holding only tensors and plain containers: the classifier's
 JSON-able config (architecture, prior, hyperparameters), the state dicts of all three nets and of
@@ -61,15 +62,21 @@ def classifier_state(classifier: PyTorchClassifier) -> dict[str, Any]:
     else:
         config = getattr(classifier, "er_art_config", None)
         if config is None:
-            raise CheckpointError("This PyTorchClassifier was not built by er_art.build_classifier; cannot save it.")
+            raise CheckpointError(
+                "This PyTorchClassifier was not built by er_art.build_classifier; cannot save it."
+            )
         model = classifier.model
-        optimizers = {"model": classifier.optimizer.state_dict()} if classifier.optimizer is not None else {}
+        optimizers = (
+            {"model": classifier.optimizer.state_dict()} if classifier.optimizer is not None else {}
+        )
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return {"config": config, "model": state, "optimizers": optimizers}
 
 
-def save_classifier(classifier: PyTorchClassifier, path: str | os.PathLike, training: dict | None = None) -> Path:
-    """Write ``classifier`` (all nets, optimizers, prior, hyperparameters) to ``path`` atomically."""
+def save_classifier(
+    classifier: PyTorchClassifier, path: str | os.PathLike, training: dict | None = None
+) -> Path:
+    """Write ``classifier`` (nets, optimizers, prior, hyperparameters) to ``path`` atomically."""
     payload = {"format": FORMAT, "version": VERSION, "classifier": classifier_state(classifier)}
     if training is not None:
         payload["training"] = training
@@ -88,15 +95,24 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # corrupted zip, foreign pickle, objects that would run code, ...
-        raise CheckpointError(f"{path} is not a readable er-art checkpoint ({type(err).__name__}).") from err
+        raise CheckpointError(
+            f"{path} is not a readable er-art checkpoint ({type(err).__name__})."
+        ) from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an er-art checkpoint (no '{FORMAT}' header).")
-    if payload.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path} was written by a newer er-art (format {payload['version']}).")
+    version = payload.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{path} has no valid er-art format version (got {version!r}).")
+    if version > VERSION:
+        raise CheckpointError(f"{path} was written by a newer er-art (format {version}).")
+    if not isinstance(payload.get("classifier"), dict):
+        raise CheckpointError(f"{path} holds no classifier state.")
     return payload
 
 
-def classifier_from_state(state: dict[str, Any], device_type: str | None = None) -> PyTorchClassifier:
+def classifier_from_state(
+    state: dict[str, Any], device_type: str | None = None
+) -> PyTorchClassifier:
     """Rebuild a classifier from :func:`classifier_state`'s dict."""
     from er_art.build import build_classifier
 
@@ -139,7 +155,8 @@ def classifier_from_state(state: dict[str, Any], device_type: str | None = None)
 
 
 def load_classifier(path: str | os.PathLike, device_type: str | None = None) -> PyTorchClassifier:
-    """Load a classifier saved by :func:`save_classifier`, or the one a training run directory trained.
+    """Load a classifier saved by :func:`save_classifier`, or the one a training run directory
+    trained.
 
     :param path: a checkpoint file, or a run directory of ``er-art train`` (its ``checkpoint.pt``).
     :param device_type: ``auto``, ``cpu`` or ``cuda``; default: the device it was built for.

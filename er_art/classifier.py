@@ -11,9 +11,11 @@ discriminator against the prior) instead of plain cross-entropy.
     >>> x_adv = ProjectedGradientDescent(clf, eps=0.1, eps_step=0.01, max_iter=40).generate(x_test)
 
 Differences from a stock ``PyTorchClassifier``, each deliberate:
-- ``loss_gradient`` differentiates with respect to the input only (no weight gradients);
+- ``loss_gradient`` and ``class_gradient`` differentiate with respect to the input only (no
+  weight gradients), and ``fit`` frees the last step's weight gradients;
 - inputs of any float dtype are cast to the model's float32 (ART hands float64 under NumPy 2);
-- pickling is self-contained (no files in ART's data dir);
+- pickling is self-contained (no files in ART's data dir) and works with ``dill`` too (ART's
+  parallel ``AutoAttack``);
 - mixed precision is ``torch.amp`` bfloat16 autocast (``amp=True``), not ART's apex ``use_amp``.
 """
 
@@ -33,18 +35,25 @@ from er_art.priors import Prior, build_prior
 
 logger = logging.getLogger(__name__)
 
-LAYER_ALIASES = {"embedding": "embedding", "encoder": "embedding", "logits": "logits", "classifier": "logits"}
+LAYER_ALIASES = {
+    "embedding": "embedding",
+    "encoder": "embedding",
+    "logits": "logits",
+    "classifier": "logits",
+}
 
 
 def resolve_device_type(device_type: str) -> str:
-    """Map er-art's ``auto|cpu|cuda|gpu`` onto ART's ``cpu|gpu``; ``cuda`` without CUDA is an error."""
+    """Map er-art's ``auto|cpu|cuda|gpu`` onto ART's ``cpu|gpu`` (``cuda`` needs CUDA)."""
     if device_type in ("auto", "gpu"):
         return "gpu"  # ART falls back to the CPU when CUDA is absent
     if device_type == "cpu":
         return "cpu"
     if device_type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for but CUDA is not available; use 'cpu' or 'auto'.")
+            raise ValueError(
+                "device 'cuda' was asked for but CUDA is not available; use 'cpu' or 'auto'."
+            )
         return "gpu"
     raise ValueError(f"Unknown device {device_type!r}; accepted: auto, cpu, cuda, gpu.")
 
@@ -126,7 +135,11 @@ class ERClassifier(PyTorchClassifier):
         )
         self._er_model = model
         self._prior = build_prior(prior, **(prior_params or {}))
-        self._lambda_d, self._lambda_ce, self._lambda_reg = float(lambda_d), float(lambda_ce), float(lambda_reg)
+        self._lambda_d, self._lambda_ce, self._lambda_reg = (
+            float(lambda_d),
+            float(lambda_ce),
+            float(lambda_reg),
+        )
         self._lr = float(lr)
         self._lr_ratios = tuple(float(r) for r in lr_ratios)
         self._clip_value = float(clip_value)
@@ -145,7 +158,7 @@ class ERClassifier(PyTorchClassifier):
 
     @property
     def optimizers(self):
-        """The three optimizers of Algorithm 1 (``.encoder``, ``.discriminator``, ``.classifier``)."""
+        """Algorithm 1's three optimizers: ``.encoder``, ``.discriminator``, ``.classifier``."""
         return self._optimizers
 
     @property
@@ -224,11 +237,12 @@ class ERClassifier(PyTorchClassifier):
 
     # ------------------------------------------------------------------ dtype and batches
     def _apply_preprocessing(self, x, y, fit: bool, no_grad: bool = True):  # type: ignore[override]
-        """ART's preprocessing, then any float input cast to float32 (ART hands float64 under NumPy 2)."""
+        """ART's preprocessing, then floats cast to float32 (ART hands float64 under NumPy 2)."""
         x_pre, y_pre = super()._apply_preprocessing(x, y, fit=fit, no_grad=no_grad)
         if isinstance(x_pre, torch.Tensor):
             if x_pre.dtype != torch.float32 and x_pre.is_floating_point():
-                x_pre = x_pre.to(torch.float32)  # differentiable: gradients flow back to a float64 input
+                # differentiable: gradients flow back to a float64 input
+                x_pre = x_pre.to(torch.float32)
         elif isinstance(x_pre, np.ndarray) and x_pre.dtype != np.float32:
             x_pre = x_pre.astype(np.float32)
         return x_pre, y_pre
@@ -242,8 +256,10 @@ class ERClassifier(PyTorchClassifier):
             y = y.argmax(1)
         return y.to(self._device).long().reshape(-1)
 
-    def _prepare_batch(self, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A training batch through ART's (fit-time) preprocessing, as float32 / int64 tensors on the device."""
+    def _prepare_batch(
+        self, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training batch through ART's fit-time preprocessing: float32 / int64 device tensors."""
         if isinstance(x, torch.Tensor) and not self.all_framework_preprocessing:
             x = x.cpu().numpy()
         if isinstance(y, torch.Tensor) and isinstance(x, np.ndarray):
@@ -252,7 +268,11 @@ class ERClassifier(PyTorchClassifier):
             y = y.astype(np.int64)
         if isinstance(x, torch.Tensor):
             x = x.to(self._device)
-            y = y.to(self._device) if isinstance(y, torch.Tensor) else torch.from_numpy(y).to(self._device)
+            y = (
+                y.to(self._device)
+                if isinstance(y, torch.Tensor)
+                else torch.from_numpy(y).to(self._device)
+            )
         x_pre, y_pre = self._apply_preprocessing(x, y, fit=True)
         x_t = x_pre if isinstance(x_pre, torch.Tensor) else torch.from_numpy(x_pre)
         return x_t.to(self._device), self._labels_to_tensor(y_pre)
@@ -266,7 +286,7 @@ class ERClassifier(PyTorchClassifier):
         adv_ratio: float = 0.5,
         regularize: bool = True,
     ) -> StepResult:
-        """One step of Algorithm 1 on device tensors (already preprocessed); nets left in train mode."""
+        """One step of Algorithm 1 on preprocessed device tensors; nets left in train mode."""
         self._er_model.train()
         return algorithm1_step(
             self._er_model,
@@ -315,18 +335,24 @@ class ERClassifier(PyTorchClassifier):
                 idx = perm[b * batch_size : (b + 1) * batch_size]
                 if len(idx) < 2:  # BatchNorm cannot train on a single example
                     continue
-                res = self.train_step(x_t[idx].to(self._device), y_t[idx].to(self._device), regularize=regularize)
+                res = self.train_step(
+                    x_t[idx].to(self._device), y_t[idx].to(self._device), regularize=regularize
+                )
                 totals += torch.stack([res.ce, res.disc, res.reg])
             if scheduler is not None:
                 scheduler.step()
             if verbose:
                 ce, disc, reg = (totals / max(n_batches, 1)).tolist()
-                logger.info("epoch %d/%d: ce %.4f  disc %.4f  reg %.4f", epoch + 1, nb_epochs, ce, disc, reg)
-        self._er_model.eval()
+                logger.info(
+                    "epoch %d/%d: ce %.4f  disc %.4f  reg %.4f", epoch + 1, nb_epochs, ce, disc, reg
+                )
+        self._finish_training()
 
-    def fit_generator(self, generator: Any, nb_epochs: int = 20, verbose: bool = False, **kwargs: Any) -> None:
-        """Train with Algorithm 1 from an ART ``DataGenerator`` (e.g. ``PyTorchDataGenerator`` over a
-        ``DataLoader``), so a dataset never has to be one array in memory.
+    def fit_generator(
+        self, generator: Any, nb_epochs: int = 20, verbose: bool = False, **kwargs: Any
+    ) -> None:
+        """Train with Algorithm 1 from an ART ``DataGenerator`` (e.g. ``PyTorchDataGenerator``
+        over a ``DataLoader``), so a dataset never has to be one array in memory.
 
         ART's own fast path for ``PyTorchDataGenerator`` trains plain cross-entropy with
         ``self._optimizer``; here every batch goes through :meth:`train_step`.
@@ -345,7 +371,17 @@ class ERClassifier(PyTorchClassifier):
                     continue
                 x_t, y_t = self._prepare_batch(x_b, y_b)
                 self.train_step(x_t, y_t, regularize=regularize)
+        self._finish_training()
+
+    def _finish_training(self) -> None:
+        """Nets to eval mode; the last step's weight gradients freed (inference needs none)."""
         self._er_model.eval()
+        for opt in (
+            self._optimizers.encoder,
+            self._optimizers.discriminator,
+            self._optimizers.classifier,
+        ):
+            opt.zero_grad(set_to_none=True)
 
     # ------------------------------------------------------------------ gradients and activations
     def loss_gradient(  # type: ignore[override]
@@ -355,23 +391,84 @@ class ERClassifier(PyTorchClassifier):
         training_mode: bool = False,
         **kwargs: Any,
     ) -> np.ndarray | torch.Tensor:
-        """Gradient of the cross-entropy with respect to ``x`` only (no weight gradients are computed)."""
+        """Gradient of the cross-entropy with respect to ``x`` only (no weight gradients)."""
         self._model.train(mode=training_mode)
         is_tensor = isinstance(x, torch.Tensor)
         if self.all_framework_preprocessing:
             x_grad = x.detach().clone() if is_tensor else torch.from_numpy(np.asarray(x))
             x_grad = x_grad.to(self._device).requires_grad_(True)
             y_in = y if isinstance(y, torch.Tensor) else torch.from_numpy(np.asarray(y))
-            inputs_t, y_pre = self._apply_preprocessing(x_grad, y=y_in.to(self._device), fit=False, no_grad=False)
+            inputs_t, y_pre = self._apply_preprocessing(
+                x_grad, y=y_in.to(self._device), fit=False, no_grad=False
+            )
         elif not is_tensor:
             x_pre, y_pre = self._apply_preprocessing(x, y=y, fit=False, no_grad=True)
             x_grad = torch.from_numpy(x_pre).to(self._device).requires_grad_(True)
             inputs_t = x_grad
         else:
-            raise NotImplementedError("Tensor inputs need framework-native (PyTorch) preprocessing defences only.")
+            raise NotImplementedError(
+                "Tensor inputs need framework-native (PyTorch) preprocessing defences only."
+            )
         loss = self._loss(self._er_model(inputs_t), self._labels_to_tensor(y_pre))
         (grad,) = torch.autograd.grad(loss, x_grad)
         grads: np.ndarray | torch.Tensor = grad if is_tensor else grad.cpu().numpy()
+        if not self.all_framework_preprocessing:
+            grads = self._apply_preprocessing_gradient(x, grads)
+        return grads
+
+    def class_gradient(  # type: ignore[override]
+        self,
+        x: np.ndarray,
+        label: int | list[int] | np.ndarray | None = None,
+        training_mode: bool = False,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        """Per-class logit gradients with respect to ``x`` only (ART's own also fills weight
+        gradients).
+
+        :param label: ``None`` (all classes), one class index, or one index per example.
+        :return: ``(N, nb_classes, *input_shape)``; ``(N, 1, *input_shape)`` with a ``label``.
+        """
+        self._model.train(mode=training_mode)
+        if isinstance(label, list):
+            label = np.array(label)
+        valid = (
+            label is None
+            or (isinstance(label, (int, np.integer)) and 0 <= label < self.nb_classes)
+            or (
+                isinstance(label, np.ndarray)
+                and label.ndim == 1
+                and label.shape[0] == x.shape[0]
+                and ((label >= 0) & (label < self.nb_classes)).all()
+            )
+        )
+        if not valid:
+            raise ValueError(
+                f"Label {label} is out of range; accepted: None, 0..{self.nb_classes - 1}, "
+                "or one label per example."
+            )
+        if self.all_framework_preprocessing:
+            x_grad = torch.from_numpy(np.asarray(x)).to(self._device).requires_grad_(True)
+            x_input, _ = self._apply_preprocessing(x_grad, y=None, fit=False, no_grad=False)
+        else:
+            x_pre, _ = self._apply_preprocessing(x, y=None, fit=False, no_grad=True)
+            x_grad = torch.from_numpy(x_pre).to(self._device).requires_grad_(True)
+            x_input = x_grad
+        preds = self._er_model(x_input)  # (N, nb_classes)
+        if label is None:
+            classes = list(range(preds.shape[1]))
+        elif isinstance(label, (int, np.integer)):
+            classes = [int(label)]
+        else:
+            classes = [int(c) for c in np.unique(label)]
+        per_class = [
+            torch.autograd.grad(preds[:, c].sum(), x_grad, retain_graph=i < len(classes) - 1)[0]
+            for i, c in enumerate(classes)
+        ]
+        grads = torch.stack(per_class, dim=1).cpu().numpy()  # (N, len(classes), *input_shape)
+        if isinstance(label, np.ndarray):
+            index = np.searchsorted(np.array(classes), label)
+            grads = grads[np.arange(len(grads)), index][:, None]
         if not self.all_framework_preprocessing:
             grads = self._apply_preprocessing_gradient(x, grads)
         return grads
@@ -391,7 +488,9 @@ class ERClassifier(PyTorchClassifier):
         """The embedding (``layer="embedding"`` or 0) or the logits (``"logits"`` or 1) of ``x``."""
         if isinstance(layer, (int, np.integer)):
             if not 0 <= layer < len(self._layer_names):
-                raise ValueError(f"Layer index {layer} out of range; accepted: 0 (embedding), 1 (logits).")
+                raise ValueError(
+                    f"Layer index {layer} out of range; accepted: 0 (embedding), 1 (logits)."
+                )
             name = self._layer_names[layer]
         elif isinstance(layer, str) and layer in LAYER_ALIASES:
             name = LAYER_ALIASES[layer]
@@ -401,13 +500,19 @@ class ERClassifier(PyTorchClassifier):
         fn = self._er_model.encode if name == "embedding" else self._er_model
         if framework:
             x_t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
-            x_pre, _ = self._apply_preprocessing(x_t.to(self._device), y=None, fit=False, no_grad=False)
+            x_pre, _ = self._apply_preprocessing(
+                x_t.to(self._device), y=None, fit=False, no_grad=False
+            )
             return fn(x_pre)
         x_pre, _ = self._apply_preprocessing(x, y=None, fit=False, no_grad=True)
         out = []
         with torch.no_grad():
             for start in range(0, len(x_pre), batch_size):
-                out.append(fn(torch.from_numpy(x_pre[start : start + batch_size]).to(self._device)).cpu().numpy())
+                out.append(
+                    fn(torch.from_numpy(x_pre[start : start + batch_size]).to(self._device))
+                    .cpu()
+                    .numpy()
+                )
         return np.concatenate(out)
 
     def embed(self, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
@@ -416,17 +521,38 @@ class ERClassifier(PyTorchClassifier):
 
     # ------------------------------------------------------------------ lifecycle
     def reset(self) -> None:
-        """Re-initialise all three nets (the discriminator too) and fresh optimizers."""
+        """Re-initialise all three nets (the discriminator too) and fresh optimizers.
+
+        A classifier built from a registered architecture gets the weights a fresh build would
+        have (its own initialisation, ``init_weights`` files included); any other is reset with
+        each layer's ``reset_parameters``.
+        """
 
         def weight_reset(module: torch.nn.Module) -> None:
             if callable(getattr(module, "reset_parameters", None)):
                 module.reset_parameters()
 
         self._er_model.apply(weight_reset)
+        if self.arch is not None:
+            from er_art.architectures import get_architecture
+
+            try:
+                spec = get_architecture(self.arch)
+                options = {"nb_classes": self.nb_classes, **self.arch_options}
+                fresh = spec.build(embedding_dim=self.embedding_dim, **options)
+                self._er_model.load_state_dict(fresh.state_dict())
+            except (OSError, ValueError, RuntimeError, LookupError) as err:
+                logger.warning(
+                    "reset: rebuilding architecture %r failed (%s); used "
+                    "reset_parameters() instead",
+                    self.arch,
+                    err,
+                )
+        self._er_model.eval()
         self._optimizers = make_optimizers(self._er_model, self._lr, self._lr_ratios)  # type: ignore[arg-type]
 
     def clone_for_refitting(self) -> ERClassifier:
-        """A copy with the same architecture and hyperparameters, re-initialised for training anew."""
+        """A copy with the same architecture and hyperparameters, re-initialised for training."""
         import copy
 
         clone = copy.deepcopy(self)
@@ -434,33 +560,49 @@ class ERClassifier(PyTorchClassifier):
         return clone
 
     def __getstate__(self) -> dict[str, Any]:
-        """Self-contained pickling: the nets and optimizers travel inside the pickle (no stray files)."""
+        """Self-contained pickling: nets and optimizer states travel inside the pickle (no stray
+        files).
+
+        The optimizers travel as state dicts (plain tensors), so ``dill`` (ART's parallel
+        AutoAttack) can pickle the classifier too: a ``torch.optim.Adam`` does not survive ``dill``.
+        """
         state = self.__dict__.copy()
         for key in ("_model", "_model_wrapper", "_features"):
             state.pop(key, None)
+        state["_optimizers"] = self._optimizers.state_dict()
         state["_device"] = str(self._device)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        optimizer_state = state.pop("_optimizers")
         self.__dict__.update(state)
         device = torch.device(state["_device"])
         if device.type == "cuda" and not torch.cuda.is_available():
             device = torch.device("cpu")
         self._device = device
+        self._er_model.to(self._device)
         self._model = self._make_model_wrapper(self._er_model)
         self._model.to(self._device)
+        self._optimizers = make_optimizers(self._er_model, self._lr, self._lr_ratios)  # type: ignore[arg-type]
+        self._optimizers.load_state_dict(optimizer_state)
 
     def __repr__(self) -> str:
         return (
-            f"ERClassifier(arch={self.arch!r}, embedding_dim={self.embedding_dim}, nb_classes={self.nb_classes}, "
+            f"ERClassifier(arch={self.arch!r}, embedding_dim={self.embedding_dim}, "
+            f"nb_classes={self.nb_classes}, "
             f"prior={self._prior!r}, lambda_d={self._lambda_d}, lambda_ce={self._lambda_ce}, "
             f"lambda_reg={self._lambda_reg}, lr={self._lr}, clip_values={self.clip_values!r}, "
             f"device={self._device})"
         )
 
     def config(self) -> dict[str, Any]:
-        """The JSON-serialisable settings that rebuild this classifier with :func:`er_art.build_classifier`."""
-        clip = None if self.clip_values is None else [float(np.min(self.clip_values[0])), float(np.max(self.clip_values[1]))]
+        """JSON-able settings that rebuild this classifier with :func:`er_art.build_classifier`."""
+        clip = (
+            None
+            if self.clip_values is None
+            else [float(np.min(self.clip_values[0])), float(np.max(self.clip_values[1]))]
+        )
         return {
             "kind": "er",
             "arch": self.arch,

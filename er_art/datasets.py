@@ -50,13 +50,22 @@ class DatasetSpec:
             raise ValueError(f"Unknown split {split!r}; accepted: train, test.")
         return self.loader(split, None if data_dir is None else Path(data_dir), **options)
 
+    def resolve(self, data_dir: str | Path | None = None) -> DatasetSpec:
+        """This spec completed from the files at ``data_dir`` where the plugin reads its facts from the data
+        (``npz`` learns shape and classes from its shards); other specs are returned unchanged."""
+        hook = self.extra.get("resolve")
+        return self if hook is None or data_dir is None else hook(data_dir)
+
     def arrays(
         self, split: str = "test", data_dir: str | Path | None = None, limit: int | None = None, **options: Any
     ) -> tuple[np.ndarray, np.ndarray]:
         """The first ``limit`` examples of ``split`` as ``(x float32 (N, *input_shape), y int64 (N,))``."""
         dataset = self.load(split, data_dir, **options)
         if hasattr(dataset, "arrays"):  # in-memory datasets hand their arrays over directly
-            x, y = dataset.arrays()
+            try:
+                x, y = dataset.arrays(limit=limit)
+            except TypeError:  # an arrays() without a limit argument
+                x, y = dataset.arrays()
             return x[:limit], y[:limit]
         n = len(dataset) if limit is None else min(limit, len(dataset))
         xs, ys = zip(*(dataset[i] for i in range(n)))
@@ -84,8 +93,8 @@ class ArrayDataset:
             x = self.transform(x)
         return x, int(self.y[i])
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.x, self.y
+    def arrays(self, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return self.x[:limit], self.y[:limit]
 
 
 def get_dataset(name: str) -> DatasetSpec:

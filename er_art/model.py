@@ -43,7 +43,9 @@ class ERModel(nn.Module):
         self.embedding_dim = embedding_dim
         self.encoder = encoder
         self.classifier = classifier
-        self.discriminator = discriminator if discriminator is not None else Discriminator(embedding_dim)
+        self.discriminator = (
+            discriminator if discriminator is not None else Discriminator(embedding_dim)
+        )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)  # (B, k)
@@ -68,7 +70,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def mlp_head(embedding_dim: int, nb_classes: int, hidden: tuple[int, ...] = (500, 256)) -> nn.Sequential:
+def mlp_head(
+    embedding_dim: int, nb_classes: int, hidden: tuple[int, ...] = (500, 256)
+) -> nn.Sequential:
     """The reference MNIST/STL10 head: [Linear-BN-ReLU] per hidden width, then Linear to classes."""
     layers: list[nn.Module] = []
     width = embedding_dim

@@ -47,6 +47,11 @@ class Prior:
 def build_prior(prior: str | Prior, **params: Any) -> Prior:
     """A prior from its registered name and parameters (a :class:`Prior` is returned as is)."""
     if isinstance(prior, Prior):
+        if params:
+            raise ValueError(
+                f"Prior parameters {params} were given with a ready-made {prior!r}; "
+                "pass a prior name with parameters, or the prior alone."
+            )
         return prior
     cls = get_plugin("priors", prior)
     try:

@@ -1,4 +1,5 @@
-"""Plugin registry: every pluggable piece of er-art is found through ``importlib.metadata`` entry points.
+"""Plugin registry: every pluggable piece of er-art is found through ``importlib.metadata`` entry
+points.
 
 Built-in plugins are registered in ``pyproject.toml`` through exactly the same entry-point groups a
 third-party package uses (``er_art.architectures``, ``er_art.priors``, ``er_art.datasets``,
@@ -44,6 +45,10 @@ class DuplicatePluginError(PluginError):
     """Two installed packages register different objects under one name."""
 
 
+class PluginLoadError(PluginError):
+    """A registered plugin whose module or attribute fails to import (e.g. a broken package)."""
+
+
 @dataclass(frozen=True)
 class PluginInfo:
     """One registered plugin, as listed without importing it."""
@@ -69,7 +74,7 @@ def _entry_points(group: str) -> list[Any]:
     return list(metadata.entry_points(group=group))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _discover(kind: str) -> dict[str, tuple[PluginInfo, Any]]:
     found: dict[str, tuple[PluginInfo, Any]] = {}
     for ep in _entry_points(GROUP_PREFIX + kind):
@@ -109,7 +114,7 @@ def names(kind: str) -> list[str]:
     return [info.name for info in list_plugins(kind)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(kind: str, name: str) -> Any:
     return _discover(kind)[name][1].load()
 
@@ -121,7 +126,15 @@ def get_plugin(kind: str, name: str) -> Any:
         close = difflib.get_close_matches(name, list(found), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise UnknownPluginError(
-            f"Unknown {kind.rstrip('s')} {name!r}; accepted: {', '.join(sorted(found)) or 'none'}.{hint}"
+            f"Unknown {kind.rstrip('s')} {name!r}; "
+            f"accepted: {', '.join(sorted(found)) or 'none'}.{hint}"
         )
-    logger.debug("loading %s plugin %r from %s", kind, name, found[name][0].value)
-    return _load(kind, name)
+    info = found[name][0]
+    logger.debug("loading %s plugin %r from %s", kind, name, info.value)
+    try:
+        return _load(kind, name)
+    except Exception as err:  # ImportError, AttributeError, or whatever the module raises
+        raise PluginLoadError(
+            f"The {kind.rstrip('s')} plugin {name!r} ({info.value}, from {info.distribution}) "
+            f"failed to load: {type(err).__name__}: {err}"
+        ) from err

@@ -1,6 +1,7 @@
-"""CIFAR10 ER-Classifier (reference code): VGG19 convolution stack (no BN) -> Linear(512, 16), MLP head.
+"""CIFAR10 ER-Classifier (reference code): VGG19 conv stack (no BN) -> Linear(512, 16), MLP head.
 
-The encoder normalises with ImageNet mean/std inside ``forward`` (inputs stay in [0, 1] for ART). The
+The encoder normalises with ImageNet mean/std inside ``forward`` (inputs stay in [0, 1] for ART).
+The
 authors initialised its convolutions from ImageNet-pretrained VGG19; offline we train from scratch,
 or load a user-supplied file with ``init_weights=PATH``: a state dict of torchvision's
 ``vgg19().features`` (keys ``"0.weight"`` ... or ``"features.0.weight"`` ...), read with
@@ -15,12 +16,17 @@ from torch import nn
 from er_art.architectures import Architecture
 from er_art.model import IMAGENET_MEAN, IMAGENET_STD, ERModel, Normalize
 
+# fmt: off
 VGG19_CFG: tuple[int | str, ...] = (
-    64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M",
+    64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+    512, 512, 512, 512, "M", 512, 512, 512, 512, "M",
 )
+# fmt: on
 
 
-def vgg_features(cfg: tuple[int | str, ...], in_channels: int = 3, batch_norm: bool = False) -> nn.Sequential:
+def vgg_features(
+    cfg: tuple[int | str, ...], in_channels: int = 3, batch_norm: bool = False
+) -> nn.Sequential:
     """A VGG convolution stack in torchvision's layer order (so its state dicts load)."""
     layers: list[nn.Module] = []
     c = in_channels
@@ -38,12 +44,24 @@ def vgg_features(cfg: tuple[int | str, ...], in_channels: int = 3, batch_norm: b
 
 def load_features(features: nn.Sequential, path: str) -> None:
     """Load a VGG19 ``features`` state dict from ``path`` (no code can run while loading)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # corrupted, foreign, or would run code (UnpicklingError)
+        kind = type(err).__name__
+        raise ValueError(f"{path} is not a readable VGG19 features state dict ({kind}).") from err
+    if not isinstance(state, dict):
+        kind = type(state).__name__
+        raise ValueError(f"{path} is not a VGG19 features state dict (it holds a {kind}).")
+    state = {
+        k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")
+    }
     missing, unexpected = features.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(
-            f"{path} is not a VGG19 features state dict: missing {missing[:3]}, unexpected {unexpected[:3]}."
+            f"{path} is not a VGG19 features state dict: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}."
         )
 
 
@@ -74,7 +92,9 @@ def cifar_head(embedding_dim: int, nb_classes: int) -> nn.Sequential:
     )
 
 
-def build(embedding_dim: int = 16, nb_classes: int = 10, init_weights: str | None = None) -> ERModel:
+def build(
+    embedding_dim: int = 16, nb_classes: int = 10, init_weights: str | None = None
+) -> ERModel:
     encoder = VGGEncoder(embedding_dim, init_weights)
     return ERModel(encoder, cifar_head(embedding_dim, nb_classes), embedding_dim)
 

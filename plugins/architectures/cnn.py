@@ -14,17 +14,25 @@ from er_art.architectures import Architecture
 
 
 class SmallCNN(nn.Module):
-    def __init__(self, input_shape: tuple[int, ...] = (1, 28, 28), nb_classes: int = 10, width: int = 1024) -> None:
+    def __init__(
+        self, input_shape: tuple[int, ...] = (1, 28, 28), nb_classes: int = 10, width: int = 1024
+    ) -> None:
         super().__init__()
         c = input_shape[0]
         self.features = nn.Sequential(
-            nn.Conv2d(c, 32, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(c, 32, 5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
             nn.Flatten(),
         )
         with torch.no_grad():
             flat = self.features(torch.zeros(1, *input_shape)).shape[1]
-        self.classifier = nn.Sequential(nn.Linear(flat, width), nn.ReLU(inplace=True), nn.Linear(width, nb_classes))
+        self.classifier = nn.Sequential(
+            nn.Linear(flat, width), nn.ReLU(inplace=True), nn.Linear(width, nb_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

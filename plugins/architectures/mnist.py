@@ -1,6 +1,7 @@
 """MNIST ER-Classifier (paper Figure 9; reference code): 4-conv encoder to k = 4, MLP head.
 
-Encoder: Conv(1->128, 4, s2, p1)-ReLU, Conv(->256)-BN-ReLU, Conv(->512)-BN-ReLU, Conv(->1024)-BN-ReLU
+Encoder: Conv(1->128, 4, s2, p1)-ReLU, Conv(->256)-BN-ReLU, Conv(->512)-BN-ReLU,
+Conv(->1024)-BN-ReLU
 (28 -> 14 -> 7 -> 3 -> 1), Linear(1024, k); convolutions without bias.
 Head: Linear(k, 500)-BN-ReLU, Linear(500, 256)-BN-ReLU, Linear(256, 10).
 """

@@ -1,4 +1,4 @@
-"""STL10 ER-Classifier (reference code): 6-conv encoder on 96x96 -> Linear(2048, 16), MNIST-style head.
+"""STL10 ER-Classifier (reference code): 6-conv encoder on 96x96 -> Linear(2048, 16), MNIST head.
 
 Encoder: Conv(3->128, 4, s2, p1)-ReLU, Conv-BN-ReLU to 256, 512, 1024, 2048 (4, s2, p1)
 (96 -> 48 -> 24 -> 12 -> 6 -> 3), Conv(2048->2048, 3, s2, p0)-BN-ReLU (-> 1x1), Linear(2048, k).

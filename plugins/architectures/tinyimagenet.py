@@ -8,15 +8,17 @@ Linear(512, 512)-BN-ReLU, Linear(512, 200).
 from __future__ import annotations
 
 import torch
+from er_art.plugins.architectures.cifar10 import vgg_features
 from torch import nn
 
 from er_art.architectures import Architecture
 from er_art.model import IMAGENET_MEAN, IMAGENET_STD, ERModel, Normalize, mlp_head
-from er_art.plugins.architectures.cifar10 import vgg_features
 
+# fmt: off
 VGG16_CFG: tuple[int | str, ...] = (
     64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M",
 )
+# fmt: on
 
 
 class TinyImageNetEncoder(nn.Module):

@@ -6,11 +6,11 @@ VGG19 with BatchNorm (trainable from scratch), ImageNet normalisation inside, Li
 from __future__ import annotations
 
 import torch
+from er_art.plugins.architectures.cifar10 import VGG19_CFG, vgg_features
 from torch import nn
 
 from er_art.architectures import Architecture
 from er_art.model import IMAGENET_MEAN, IMAGENET_STD, Normalize
-from er_art.plugins.architectures.cifar10 import VGG19_CFG, vgg_features
 
 
 class VGG19(nn.Module):

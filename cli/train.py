@@ -1,0 +1,272 @@
+"""``er-art train``: train an ER-Classifier (or a baseline) into a run directory.
+
+    er-art train                                 # ER-Classifier + PGD min-max on digits (~1 min)
+    er-art train --dataset mnist --data-dir ../shared/datasets --epochs 30
+    er-art train --trainer madry --dataset mnist # Madry's adversarial training, baseline CNN
+    er-art train --resume --out runs/digits-er-pgd-20260101-120000
+
+Defaults come from the dataset (architecture, PGD eps / step / iterations, epochs, batch size) and
+the architecture (learning rate, lambdas). The run directory gets run.json (config, versions, git
+revision, seed), checkpoint.pt (``er_art.load_classifier(run_dir)``) and metrics.jsonl.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from er_art.cli.common import fail, setup_logging, user_errors
+
+
+class _Progress:
+    """Rich progress bar per epoch with the running losses and accuracy (on stderr)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[losses]}"),
+            console=self.console,
+            transient=True,
+        )
+        self.task: Any = None
+        self.epochs = 0
+        self.live = self.console.is_terminal  # no live bar when stderr is a file or a pipe
+
+    # TrainingCallbacks
+    def on_start(
+        self, run_dir: Path, config: Any, epoch: int, step: int, steps_per_epoch: int
+    ) -> None:
+        where = f"resuming at epoch {epoch + 1}, step {step}" if epoch or step else "starting"
+        if epoch >= config.epochs:
+            where = f"already trained {epoch} epochs; nothing to do"
+        typer.echo(
+            f"run: {run_dir} ({where}; {config.trainer} on {config.dataset}, arch {config.arch}, "
+            f"{config.epochs} epoch{'' if config.epochs == 1 else 's'} of {steps_per_epoch} steps)"
+        )
+
+    def on_epoch_start(self, epoch: int, epochs: int, start_step: int, steps: int) -> None:
+        self.epochs = epochs
+        if not self.live:
+            return
+        self.progress.start()
+        self.task = self.progress.add_task(
+            "", total=steps, completed=start_step, epoch=f"{epoch + 1}/{epochs}", losses=""
+        )
+
+    def on_step(self, epoch: int, step: int, running: dict[str, float]) -> None:
+        if self.task is None:
+            return
+        losses = (
+            f"CE {running['ce']:.3f}  D {running['disc']:.3f}  reg {running['reg']:.3f}  "
+            f"acc {running['train_acc']:.3f}"
+        )
+        self.progress.update(self.task, completed=step, losses=losses)
+
+    def on_epoch_end(self, metrics: dict[str, Any]) -> None:
+        self.stop()
+        typer.echo(
+            f"epoch {metrics['epoch']}/{self.epochs}  CE {metrics['ce']:.4f}  "
+            f"D {metrics['disc']:.4f}  reg {metrics['reg']:.4f}  "
+            f"train acc {metrics['train_acc']:.4f}  test acc {metrics['test_acc']:.4f}  "
+            f"({metrics['time']:.1f} s)"
+        )
+
+    def on_checkpoint(self, path: Path, epoch: int, step: int) -> None: ...
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
+            self.progress.stop()
+
+
+def default_run_dir(dataset: str, trainer: str) -> Path:
+    """``runs/<dataset>-<trainer>-<YYYYmmdd-HHMMSS>`` in the working directory."""
+    base = Path("runs") / f"{dataset}-{trainer}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    run_dir, n = base, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = base.with_name(f"{base.name}-{n}")
+    return run_dir
+
+
+def parse_embedding_dim(value: str | None) -> int | str | None:
+    if value is None or value == "auto":
+        return value
+    try:
+        k = int(value)
+    except ValueError:
+        raise ValueError(
+            f"--embedding-dim must be a positive integer or 'auto', got {value!r}."
+        ) from None
+    if k <= 0:
+        raise ValueError(f"--embedding-dim must be a positive integer or 'auto', got {k}.")
+    return k
+
+
+def train(
+    dataset: Annotated[
+        str, typer.Option(help="Dataset plugin (er-art plugins datasets).")
+    ] = "digits",
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Directory holding the dataset's files.")
+    ] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option(help="Architecture (default: the dataset's; cnn/vgg19 for baselines)."),
+    ] = None,
+    prior: Annotated[str, typer.Option(help="Prior of the embedding (ER trainers).")] = "gaussian",
+    embedding_dim: Annotated[
+        str | None,
+        typer.Option(help="Embedding size k: an integer or 'auto' (Levina-Bickel estimate)."),
+    ] = None,
+    trainer: Annotated[
+        str, typer.Option(help="er-pgd, er-minus, ecla, plain or madry.")
+    ] = "er-pgd",
+    eps: Annotated[
+        float | None, typer.Option(help="PGD budget of min-max training (default: the dataset's).")
+    ] = None,
+    eps_step: Annotated[
+        float | None, typer.Option(help="PGD step size (default: the dataset's).")
+    ] = None,
+    max_iter: Annotated[
+        int | None, typer.Option(help="PGD iterations (default: the dataset's).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default: the dataset's).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Batch size (default: the dataset's).")
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Base learning rate (default: the architecture's).")
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Random seed (weights, data order, prior, attack).")
+    ] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    amp: Annotated[
+        bool, typer.Option("--amp", help="bfloat16 mixed precision in training.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory (default: runs/<dataset>-<trainer>-<time>).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out with its saved config.")
+    ] = False,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option(help="Also checkpoint every N steps (default: only at epoch ends)."),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="torch CPU threads (default: the architecture's, else one per core)."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(hidden=True, help="Use only the first N train/test examples.")
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log progress details to stderr.")
+    ] = False,
+) -> None:
+    """Train the ER-Classifier (PGD min-max by default) or a baseline; resumes exactly."""
+    setup_logging(verbose)
+    with user_errors():
+        from er_art import training
+
+        progress = _Progress()
+        try:
+            if resume:
+                if out is None:
+                    raise fail("--resume needs --out RUN_DIR, the run to continue.")
+                given = {
+                    "--dataset": dataset != "digits",
+                    "--data-dir": data_dir is not None,
+                    "--arch": arch is not None,
+                    "--prior": prior != "gaussian",
+                    "--embedding-dim": embedding_dim is not None,
+                    "--trainer": trainer != "er-pgd",
+                    "--eps": eps is not None,
+                    "--eps-step": eps_step is not None,
+                    "--max-iter": max_iter is not None,
+                    "--batch-size": batch_size is not None,
+                    "--lr": lr is not None,
+                    "--seed": seed != 0,
+                    "--amp": amp,
+                    "--limit": limit is not None,
+                    "--threads": threads is not None,
+                }
+                clash = [name for name, on in given.items() if on]
+                if clash:
+                    raise fail(
+                        f"{', '.join(clash)} cannot be changed when resuming (the run keeps its "
+                        "saved config); "
+                        "only --epochs, --checkpoint-every and --device can."
+                    )
+                result = training.resume(
+                    out,
+                    progress,
+                    epochs=epochs,
+                    checkpoint_every=checkpoint_every,
+                    device=None if device == "auto" else device,
+                )
+            else:
+                config = training.TrainingConfig(
+                    dataset=dataset,
+                    data_dir=None if data_dir is None else str(data_dir),
+                    arch=arch,
+                    prior=prior,
+                    embedding_dim=parse_embedding_dim(embedding_dim),
+                    trainer=trainer,
+                    eps=eps,
+                    eps_step=eps_step,
+                    max_iter=max_iter,
+                    epochs=epochs,
+                    batch_size=batch_size,
+                    lr=lr,
+                    seed=seed,
+                    device=device,
+                    amp=amp,
+                    checkpoint_every=checkpoint_every or 0,
+                    limit=limit,
+                    threads=threads,
+                )
+                # bad values fail here, before a run directory is made
+                config = training.resolve_config(config)
+                result = training.train(config, out or default_run_dir(dataset, trainer), progress)
+        except training.TrainingInterrupted as stop:
+            progress.stop()
+            typer.echo(f"interrupted: checkpoint saved; {stop}", err=True)
+            raise typer.Exit(130) from None
+        except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
+            progress.stop()
+            typer.echo("interrupted; the last checkpoint (if any) is kept.", err=True)
+            raise typer.Exit(130) from None
+        except training.TrainingDiverged as err:
+            progress.stop()
+            raise fail(str(err), code=1) from None
+        finally:
+            progress.stop()
+    final = result.metrics[-1] if result.metrics else None
+    summary = f"test acc {final['test_acc']:.4f}" if final else "no epoch trained"
+    typer.echo(
+        f"done: {result.run_dir} ({summary}); "
+        f"load it with er_art.load_classifier('{result.run_dir}')"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)

@@ -1,0 +1,131 @@
+"""What a trainer plugin is: how one batch of training is done, so one run loop drives them all.
+
+A trainer plugin's entry point (group ``er_art.trainers``) names a :class:`TrainerSpec`. The run
+loop of ``er-art train`` (:mod:`er_art.training`) owns batching, checkpoints and resumption and
+calls the trainer's per-batch step; ``spec.make_art_trainer`` gives the same training as an ART
+``Trainer`` for library use.
+
+    >>> from er_art.trainers import get_trainer, AttackSettings
+    >>> spec = get_trainer("er-pgd")
+    >>> step = spec.make_step(classifier, AttackSettings(eps=0.1, eps_step=0.025, max_iter=10))
+    >>> result = step(x_batch, y_batch)   # raw device tensors -> StepResult(ce, disc, reg, correct)
+
+A third party adds one with, in its ``pyproject.toml``::
+
+    [project.entry-points."er_art.trainers"]
+    my-trainer = "my_pkg.trainers:TRAINER"   # an er_art.trainers.TrainerSpec
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from art.estimators.classification import PyTorchClassifier
+
+from er_art.algorithm import StepResult, autocast
+from er_art.classifier import ERClassifier
+from er_art.registry import get_plugin
+
+KINDS = ("er", "baseline")
+
+# A per-batch training step: raw inputs (B, *input_shape) in the data range and integer labels (B,),
+# both on the classifier's device -> the step's losses. Nets are left in train mode.
+BatchStep = Callable[[torch.Tensor, torch.Tensor], StepResult]
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """The PGD (L-inf) attack of min-max trainers."""
+
+    eps: float  # perturbation budget, in the data's units
+    eps_step: float  # step size
+    max_iter: int  # iterations
+    num_random_init: int = 1  # uniform random starts in the eps-ball
+    use_predictions: bool = False  # attack the model's clean predictions instead of the true labels
+    adv_ratio: float = 0.5  # ER min-max: weight r of CE(adv) in (1 - r) CE(clean) + r CE(adv)
+
+
+@dataclass(frozen=True)
+class TrainerSpec:
+    """A trainer plugin."""
+
+    name: str  # the short name, e.g. "er-pgd"
+    kind: str  # "er": trains ER architectures; "baseline": plain classifiers (cnn, vgg19, ...)
+    description: str
+    # make_step(classifier, attack, amp=False) -> BatchStep; attack: None when not adversarial,
+    # amp asks baselines for bfloat16 autocast (ER-Classifiers carry their own amp setting).
+    make_step: Callable[..., BatchStep]
+    adversarial: bool = False  # True: needs AttackSettings (eps, eps_step, max_iter)
+    make_art_trainer: Callable[..., Any] | None = (
+        None  # (classifier, attack, **fit defaults) -> ART Trainer
+    )
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(
+                f"TrainerSpec kind must be one of {', '.join(KINDS)}, got {self.kind!r}."
+            )
+
+    def check_classifier(self, classifier: PyTorchClassifier) -> None:
+        """Raise ``ValueError`` when ``classifier`` is not of this trainer's kind."""
+        is_er = isinstance(classifier, ERClassifier)
+        if self.kind == "er" and not is_er:
+            raise ValueError(
+                f"Trainer {self.name!r} trains ER-Classifiers; pick an ER architecture."
+            )
+        if self.kind == "baseline" and is_er:
+            raise ValueError(
+                f"Trainer {self.name!r} trains baseline classifiers; pick a baseline architecture."
+            )
+
+
+def get_trainer(name: str) -> TrainerSpec:
+    """The registered trainer ``name`` (unknown names raise with close matches)."""
+    return get_plugin("trainers", name)
+
+
+# ---------------------------------------------------------------------- helpers for plugins
+def as_er(classifier: PyTorchClassifier) -> ERClassifier:
+    if not isinstance(classifier, ERClassifier):
+        raise ValueError(
+            f"This trainer needs an er_art.ERClassifier, got {type(classifier).__name__}."
+        )
+    return classifier
+
+
+def prepare_baseline_batch(
+    classifier: PyTorchClassifier, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A raw batch through ART's fit-time preprocessing: float32 / int64 tensors on the device."""
+    if classifier.all_framework_preprocessing:
+        x_pre, _ = classifier._apply_preprocessing(x, None, fit=True)
+    else:
+        x_np, _ = classifier._apply_preprocessing(x.detach().cpu().numpy(), None, fit=True)
+        x_pre = torch.from_numpy(np.asarray(x_np))
+    return x_pre.to(classifier.device, torch.float32), y.to(classifier.device).long()
+
+
+def cross_entropy_step(
+    classifier: PyTorchClassifier, x: torch.Tensor, y: torch.Tensor, amp: bool = False
+) -> StepResult:
+    """One optimizer step of cross-entropy on a raw batch, as ART's ``PyTorchClassifier.fit`` does
+    per batch (train mode, ``zero_grad``, ``CE(model(x), y)``, ``backward``, ``step``)."""
+    if classifier.optimizer is None:
+        raise ValueError("The classifier has no optimizer to train with.")
+    x_t, y_t = prepare_baseline_batch(classifier, x, y)
+    model = classifier.model
+    model.train()
+    classifier.optimizer.zero_grad()
+    with autocast(x_t.device, amp):
+        logits = model(x_t)  # (B, nb_classes)
+    loss = F.cross_entropy(logits.float(), y_t)
+    loss.backward()
+    classifier.optimizer.step()
+    zero = torch.zeros((), device=x_t.device)
+    correct = (logits.detach().argmax(1) == y_t).sum()
+    return StepResult(ce=loss.detach(), disc=zero, reg=zero, correct=correct)

@@ -1,0 +1,775 @@
+"""The run loop of ``er-art train``: any trainer plugin, checkpoints, exact resumption.
+
+    >>> from er_art.training import TrainingConfig, train, resume
+    >>> result = train(TrainingConfig(dataset="digits", trainer="er-pgd"), "runs/digits-demo")
+    >>> result = resume("runs/digits-demo")        # after a crash or Ctrl-C: continues where it was
+    >>> clf = er_art.load_classifier("runs/digits-demo")
+
+The loop drives the batches itself and calls the trainer's per-batch step
+(:class:`er_art.trainers.TrainerSpec`), so every trainer gets the same guarantees:
+
+- the data order of epoch ``e`` comes from a generator seeded by ``(seed, e)``; the torch, NumPy,
+  Python and CUDA RNG states are saved with every checkpoint and restored on resume, which restarts
+  mid-epoch at the saved step: on the CPU a run killed at any moment and resumed ends with exactly
+  the weights of an uninterrupted run;
+- a checkpoint (``er_art.save_classifier`` + the training state, written atomically) at the start,
+  at the end of every epoch and every ``checkpoint_every`` steps;
+- Ctrl-C (SIGINT) finishes the current step, saves and raises :class:`TrainingInterrupted`;
+- a NaN or infinite loss (or weights) stops training with :class:`TrainingDiverged` and keeps the
+  last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import random
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from art.estimators.classification import PyTorchClassifier
+
+from er_art.architectures import get_architecture
+from er_art.build import ER_FALLBACKS, build_classifier
+from er_art.checkpoint import (
+    RUN_CHECKPOINT,
+    classifier_from_state,
+    read_checkpoint,
+    save_classifier,
+)
+from er_art.classifier import resolve_device_type
+from er_art.datasets import DatasetSpec, get_dataset
+from er_art.registry import get_plugin
+from er_art.runs import METRICS, RUN_JSON, atomic_write, mark_latest, read_run, write_json
+from er_art.trainers import AttackSettings, TrainerSpec, get_trainer
+
+logger = logging.getLogger(__name__)
+
+BASELINE_ARCHS = {1: "cnn", 3: "vgg19"}  # the paper's baselines by number of input channels
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on request (SIGINT); the checkpoint holds the state after the last step."""
+
+    def __init__(self, run_dir: Path, epoch: int, step: int) -> None:
+        super().__init__(
+            f"training interrupted at epoch {epoch + 1}, step {step}; "
+            f"resume with --resume --out {run_dir}"
+        )
+        self.run_dir, self.epoch, self.step = run_dir, epoch, step
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss (or weight) became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainingConfig:
+    """Settings of one training run; ``None`` fields take the dataset's or architecture's."""
+
+    dataset: str = "digits"  # dataset plugin
+    data_dir: str | None = None  # where its files are (None: the plugin's default)
+    arch: str | None = None  # architecture (None: the dataset's; cnn / vgg19 for baseline trainers)
+    prior: str = "gaussian"  # prior plugin of the embedding (ER trainers)
+    embedding_dim: int | str | None = (
+        None  # k: an int, "auto" (Levina-Bickel estimate) or None (arch's)
+    )
+    trainer: str = "er-pgd"  # trainer plugin
+    eps: float | None = None  # PGD budget of min-max trainers (None: the dataset's)
+    eps_step: float | None = None  # PGD step (None: the dataset's)
+    max_iter: int | None = None  # PGD iterations (None: the dataset's)
+    num_random_init: int = 1  # PGD random starts
+    use_predictions: bool = (
+        False  # attack the model's clean predictions (authors' code) instead of labels
+    )
+    adv_ratio: float = 0.5  # ER min-max: weight of CE(adv)
+    epochs: int | None = None  # None: the dataset's
+    batch_size: int | None = None  # None: the dataset's
+    lr: float | None = None  # base learning rate (None: the architecture's)
+    seed: int = 0  # seeds weights, data order, priors and attacks
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = False  # bfloat16 autocast in training
+    checkpoint_every: int = 0  # also checkpoint every N steps (0: only at the end of each epoch)
+    limit: int | None = None  # use only the first N train and test examples (smoke tests)
+    threads: int | None = (
+        None  # torch CPU threads (None: the architecture's, else torch's: one per core)
+    )
+    embedding_dim_requested: int | str | None = (
+        None  # what was asked for (e.g. "auto"), for the record
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class TrainingResult:
+    """What a finished (or already finished) run left behind."""
+
+    run_dir: Path
+    classifier: PyTorchClassifier
+    metrics: list[dict[str, Any]]
+    config: TrainingConfig
+    resumed: bool = False
+
+
+class TrainingCallbacks:
+    """Hooks of the run loop (the CLI's progress display); every method is a no-op here."""
+
+    def on_start(
+        self, run_dir: Path, config: TrainingConfig, epoch: int, step: int, steps_per_epoch: int
+    ) -> None: ...
+
+    def on_epoch_start(self, epoch: int, epochs: int, start_step: int, steps: int) -> None: ...
+
+    def on_step(self, epoch: int, step: int, running: dict[str, float]) -> None: ...
+
+    def on_epoch_end(self, metrics: dict[str, Any]) -> None: ...
+
+    def on_checkpoint(self, path: Path, epoch: int, step: int) -> None: ...
+
+
+# ---------------------------------------------------------------------- configuration
+def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def auto_embedding_dim(spec: DatasetSpec, data_dir: str | None, n: int = 1000) -> int:
+    """k: the Levina-Bickel intrinsic dimension (k1 = 6, k2 = 12) of ``n`` train images, rounded."""
+    try:
+        from er_art.intrinsic_dim import estimate_intrinsic_dim
+    except ImportError as err:
+        raise ValueError(
+            "embedding dim 'auto' needs er_art.intrinsic_dim, which is not installed."
+        ) from err
+    x, _ = spec.arrays("train", data_dir, limit=n)
+    estimate = float(estimate_intrinsic_dim(x.reshape(len(x), -1), k1=6, k2=12))
+    if not math.isfinite(estimate):
+        raise ValueError(
+            f"The intrinsic dimension estimate of {spec.name!r} is not finite ({estimate})."
+        )
+    k = max(1, round(estimate))
+    logger.info("intrinsic dimension of %s: %.2f -> embedding dim %d", spec.name, estimate, k)
+    return k
+
+
+def resolve_config(config: TrainingConfig) -> TrainingConfig:
+    """Fill every default from the dataset / architecture and check every value (``ValueError``,
+    ``LookupError`` with close matches for unknown plugin names)."""
+    cfg = dataclasses.replace(config)
+    trainer = get_trainer(cfg.trainer)
+    spec = get_dataset(cfg.dataset)
+    resolve_device_type(cfg.device)
+    channels = spec.input_shape[0]
+    if cfg.arch is None:
+        if trainer.kind == "baseline":
+            if channels not in BASELINE_ARCHS:
+                raise ValueError(
+                    f"No baseline architecture for {channels}-channel data; pass --arch."
+                )
+            cfg.arch = BASELINE_ARCHS[channels]
+        else:
+            cfg.arch = spec.default_arch
+    arch = get_architecture(cfg.arch)
+    if arch.kind != trainer.kind:
+        wanted = (
+            "a baseline architecture (cnn, vgg19, ...)"
+            if trainer.kind == "baseline"
+            else "an ER architecture"
+        )
+        raise ValueError(
+            f"Trainer {trainer.name!r} needs {wanted}; {cfg.arch!r} is a {arch.kind} architecture."
+        )
+    if arch.kind == "er" and tuple(arch.input_shape) != tuple(spec.input_shape):
+        raise ValueError(
+            f"Architecture {cfg.arch!r} takes inputs of shape {tuple(arch.input_shape)}, "
+            "but dataset "
+            f"{spec.name!r} has shape {tuple(spec.input_shape)}."
+        )
+    if trainer.kind == "er":
+        get_plugin("priors", cfg.prior)
+        if cfg.embedding_dim_requested is None:
+            cfg.embedding_dim_requested = cfg.embedding_dim
+        if cfg.embedding_dim == "auto":
+            cfg.embedding_dim = auto_embedding_dim(spec, cfg.data_dir)
+        elif cfg.embedding_dim is None:
+            cfg.embedding_dim = arch.embedding_dim
+        cfg.embedding_dim = _positive_int("embedding dim", cfg.embedding_dim)
+    else:
+        if cfg.embedding_dim is not None:
+            raise ValueError(
+                f"Trainer {trainer.name!r} trains a baseline without an embedding; "
+                "drop --embedding-dim."
+            )
+        cfg.prior = "none"
+    cfg.epochs = spec.epochs if cfg.epochs is None else cfg.epochs
+    _positive_int("epochs", cfg.epochs, minimum=0)
+    cfg.batch_size = _positive_int(
+        "batch size", spec.batch_size if cfg.batch_size is None else cfg.batch_size
+    )
+    if cfg.lr is None:
+        cfg.lr = {**ER_FALLBACKS, **arch.defaults}["lr"]
+    if not (isinstance(cfg.lr, (int, float)) and cfg.lr > 0):  # also rejects NaN
+        raise ValueError(f"learning rate must be > 0, got {cfg.lr!r}.")
+    cfg.lr = float(cfg.lr)
+    _positive_int("seed", cfg.seed, minimum=0)
+    _positive_int("checkpoint every", cfg.checkpoint_every, minimum=0)
+    if cfg.limit is not None:
+        _positive_int("limit", cfg.limit, minimum=2)
+    if cfg.threads is None:
+        cfg.threads = arch.defaults.get("threads")  # small nets: the architecture says 1
+    if cfg.threads is not None:
+        _positive_int("threads", cfg.threads)
+    if trainer.adversarial:
+        low, high = spec.clip_values
+        cfg.eps = spec.eps if cfg.eps is None else float(cfg.eps)
+        cfg.eps_step = spec.eps_step if cfg.eps_step is None else float(cfg.eps_step)
+        cfg.max_iter = spec.max_iter if cfg.max_iter is None else cfg.max_iter
+        if not 0.0 < cfg.eps <= high - low:
+            raise ValueError(
+                f"eps must be in (0, {high - low:g}] for data in [{low:g}, {high:g}], "
+                f"got {cfg.eps:g}."
+            )
+        if not 0.0 < cfg.eps_step <= high - low:
+            raise ValueError(
+                f"eps step must be in (0, {high - low:g}] for data in [{low:g}, {high:g}], "
+                f"got {cfg.eps_step:g}."
+            )
+        cfg.max_iter = _positive_int("max iter", cfg.max_iter)
+        _positive_int("num random init", cfg.num_random_init, minimum=0)
+        if not 0.0 < cfg.adv_ratio <= 1.0:
+            raise ValueError(f"adversarial ratio must be in (0, 1], got {cfg.adv_ratio}.")
+    else:
+        if cfg.eps is not None or cfg.eps_step is not None or cfg.max_iter is not None:
+            logger.warning(
+                "trainer %r does not attack; eps / eps step / max iter are ignored", trainer.name
+            )
+        cfg.eps = cfg.eps_step = cfg.max_iter = None
+    return cfg
+
+
+def attack_settings(cfg: TrainingConfig) -> AttackSettings | None:
+    if cfg.eps is None or cfg.eps_step is None or cfg.max_iter is None:
+        return None
+    return AttackSettings(
+        eps=cfg.eps,
+        eps_step=cfg.eps_step,
+        max_iter=cfg.max_iter,
+        num_random_init=cfg.num_random_init,
+        use_predictions=cfg.use_predictions,
+        adv_ratio=cfg.adv_ratio,
+    )
+
+
+def build_for(cfg: TrainingConfig, spec: DatasetSpec) -> PyTorchClassifier:
+    """The untrained classifier of a resolved config (weights seeded by ``cfg.seed``)."""
+    arch = get_architecture(cfg.arch)  # type: ignore[arg-type]
+    common: dict[str, Any] = dict(
+        nb_classes=spec.nb_classes,
+        input_shape=tuple(spec.input_shape),
+        lr=cfg.lr,
+        amp=cfg.amp,
+        clip_values=tuple(spec.clip_values),
+        device_type=cfg.device,
+        seed=cfg.seed,
+    )
+    if arch.kind == "er":
+        return build_classifier(
+            cfg.arch, embedding_dim=cfg.embedding_dim, prior=cfg.prior, **common
+        )  # type: ignore[arg-type]
+    return build_classifier(cfg.arch, **common)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------- run metadata
+def git_revision() -> str | None:
+    """The git commit of the er-art source tree, or ``None`` outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def package_versions() -> dict[str, str]:
+    import platform
+
+    import art
+
+    import er_art
+
+    return {
+        "er-art": er_art.__version__,
+        "torch": torch.__version__,
+        "adversarial-robustness-toolbox": art.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def prepare_run_dir(run_dir: Path) -> Path:
+    """Create ``run_dir`` and check it can be written (one-sentence ``ValueError`` otherwise)."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(
+            f"Cannot write to output directory {run_dir} ({err.strerror or err})."
+        ) from None
+    return run_dir
+
+
+# ---------------------------------------------------------------------- RNG states
+def rng_state() -> dict[str, Any]:
+    """torch, NumPy, Python and CUDA RNG states as tensors and plain values (weights_only)."""
+    np_state = np.random.get_state()
+    py_version, py_internal, py_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {
+            "version": int(py_version),
+            "internal": torch.tensor(py_internal, dtype=torch.int64),
+            "gauss": py_gauss,
+        },
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            n["keys"].numpy().astype(np.uint32),
+            int(n["pos"]),
+            int(n["has_gauss"]),
+            float(n["cached_gaussian"]),
+        )
+    )
+    p = state["python"]
+    random.setstate((int(p["version"]), tuple(int(v) for v in p["internal"].tolist()), p["gauss"]))
+    if (
+        state.get("cuda")
+        and torch.cuda.is_available()
+        and len(state["cuda"]) == torch.cuda.device_count()
+    ):
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+# ---------------------------------------------------------------------- data order
+def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The permutation of epoch ``epoch``: a function of ``(seed, epoch)`` only."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=gen)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Batches per epoch; a last batch of one example is dropped (BatchNorm cannot train on it)."""
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest >= 2 else 0)
+
+
+class BatchSource:
+    """Batches of a ``torch`` Dataset in a given order; in-memory datasets without transforms are
+    indexed directly, others go through a single-process ``DataLoader`` (keeps transforms'
+    randomness on the restored global RNG)."""
+
+    def __init__(self, dataset: Any, batch_size: int) -> None:
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self._arrays = None
+        if hasattr(dataset, "arrays") and getattr(dataset, "transform", None) is None:
+            self._arrays = dataset.arrays()
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batches(
+        self, order: torch.Tensor, start_step: int, steps: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        bs = self.batch_size
+        if self._arrays is not None:
+            x_all, y_all = self._arrays
+            for s in range(start_step, steps):
+                idx = order[s * bs : (s + 1) * bs].numpy()
+                yield (
+                    torch.from_numpy(x_all[idx]),
+                    torch.from_numpy(np.asarray(y_all[idx], dtype=np.int64)),
+                )
+            return
+        from torch.utils.data import DataLoader, Subset
+
+        indices = order[start_step * bs : steps * bs].tolist()
+        loader = DataLoader(
+            Subset(self.dataset, indices), batch_size=bs, shuffle=False, num_workers=0
+        )
+        for x_b, y_b in loader:
+            yield x_b.to(torch.float32), torch.as_tensor(y_b, dtype=torch.int64)
+
+
+# ---------------------------------------------------------------------- the loop
+class _StopFlag:
+    """SIGINT sets a flag (the loop saves and stops after the current step); a second one aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        logger.warning("interrupt received: saving a checkpoint after this step")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _weights_finite(classifier: PyTorchClassifier) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in classifier.model.parameters())
+
+
+class _Run:
+    def __init__(
+        self,
+        cfg: TrainingConfig,
+        run_dir: Path,
+        classifier: PyTorchClassifier,
+        training: dict[str, Any] | None,
+        callbacks: TrainingCallbacks,
+    ) -> None:
+        self.cfg, self.run_dir, self.clf, self.callbacks = cfg, run_dir, classifier, callbacks
+        self.previous_threads = torch.get_num_threads()  # restored when the run ends
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
+        self.spec = get_dataset(cfg.dataset)
+        self.trainer: TrainerSpec = get_trainer(cfg.trainer)
+        self.trainer.check_classifier(classifier)
+        train_set = self.spec.load("train", cfg.data_dir)
+        if cfg.limit is not None and cfg.limit < len(train_set):
+            train_set = _first(train_set, cfg.limit)
+        self.source = BatchSource(train_set, cfg.batch_size)  # type: ignore[arg-type]
+        self.x_test, self.y_test = self.spec.arrays("test", cfg.data_dir, limit=cfg.limit)
+        self.step_fn = self.trainer.make_step(classifier, attack_settings(cfg), amp=cfg.amp)
+        self.steps = steps_per_epoch(len(self.source), cfg.batch_size)  # type: ignore[arg-type]
+        if self.steps == 0:
+            raise ValueError(
+                f"Dataset {cfg.dataset!r} has fewer than 2 training examples; nothing to train on."
+            )
+        t = training or {}
+        self.epoch = int(t.get("epoch", 0))
+        self.step = int(t.get("step", 0))
+        self.global_step = int(t.get("global_step", 0))
+        self.metrics: list[dict[str, Any]] = list(t.get("metrics", []))
+        self.elapsed = float(t.get("elapsed", 0.0))
+        self.epoch_time = float(t.get("epoch_time", 0.0))
+        device = classifier.device
+        self.sums = (
+            t["epoch_sums"].to(device)
+            if "epoch_sums" in t
+            else torch.zeros(3, dtype=torch.float64, device=device)
+        )
+        self.correct = int(t.get("epoch_correct", 0))
+        self.seen = int(t.get("epoch_seen", 0))
+        self.batches = int(t.get("epoch_batches", 0))
+        self._mark = time.perf_counter()
+        if training is not None:  # last: building nets and attacks above may draw from the RNGs
+            set_rng_state(training["rng"])
+
+    # -- bookkeeping
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.elapsed += now - self._mark
+        self.epoch_time += now - self._mark
+        self._mark = now
+
+    def training_state(self, finished: bool = False) -> dict[str, Any]:
+        self._tick()
+        return {
+            "epoch": self.epoch,
+            "step": self.step,
+            "global_step": self.global_step,
+            "finished": finished,
+            "rng": rng_state(),
+            "data_order": {
+                "seed": self.cfg.seed,
+                "epoch": self.epoch,
+                "step": self.step,
+                "batch_size": self.cfg.batch_size,
+            },
+            "epoch_sums": self.sums.detach().cpu(),
+            "epoch_correct": self.correct,
+            "epoch_seen": self.seen,
+            "epoch_batches": self.batches,
+            "epoch_time": self.epoch_time,
+            "elapsed": self.elapsed,
+            "metrics": self.metrics,
+            "config": self.cfg.to_dict(),
+        }
+
+    def checkpoint(self, finished: bool = False) -> None:
+        if not _weights_finite(self.clf):
+            raise TrainingDiverged(self._diverged_message("the weights"))
+        path = self.run_dir / RUN_CHECKPOINT
+        save_classifier(self.clf, path, training=self.training_state(finished))
+        lines = "".join(json.dumps(m, sort_keys=True) + "\n" for m in self.metrics)
+        atomic_write(self.run_dir / METRICS, lambda tmp: Path(tmp).write_text(lines))
+        self.callbacks.on_checkpoint(path, self.epoch, self.step)
+
+    def _diverged_message(self, what: str) -> str:
+        return (
+            f"training stopped at epoch {self.epoch + 1}, step {self.step + 1}: "
+            f"{what} became NaN or infinite "
+            f"(lr {self.cfg.lr:g}); the last good checkpoint is kept in {self.run_dir}."
+        )
+
+    def evaluate(self) -> float:
+        pred = self.clf.predict(self.x_test, batch_size=max(self.cfg.batch_size, 256))  # type: ignore[type-var]
+        return float((pred.argmax(1) == self.y_test).mean())
+
+    # -- the loop
+    def run(self) -> None:
+        cfg = self.cfg
+        self.callbacks.on_start(self.run_dir, cfg, self.epoch, self.step, self.steps)
+        if self.global_step == 0 and self.epoch == 0:
+            self.checkpoint()  # a resume point before the first step
+        device = self.clf.device
+        with _StopFlag() as stop:
+            while self.epoch < cfg.epochs:  # type: ignore[operator]
+                self.callbacks.on_epoch_start(self.epoch, cfg.epochs, self.step, self.steps)  # type: ignore[arg-type]
+                order = epoch_order(cfg.seed, self.epoch, len(self.source))
+                for x_b, y_b in self.source.batches(order, self.step, self.steps):
+                    res = self.step_fn(x_b.to(device), y_b.to(device))
+                    losses = torch.stack([res.ce, res.disc, res.reg]).double()
+                    if not bool(torch.isfinite(losses).all()):
+                        raise TrainingDiverged(self._diverged_message("the loss"))
+                    self.sums += losses
+                    self.correct += int(res.correct)
+                    self.seen += len(y_b)
+                    self.batches += 1
+                    self.step += 1
+                    self.global_step += 1
+                    self.callbacks.on_step(self.epoch, self.step, self._running())
+                    if stop.requested:
+                        self.checkpoint()
+                        raise TrainingInterrupted(self.run_dir, self.epoch, self.step)
+                    if (
+                        cfg.checkpoint_every
+                        and self.global_step % cfg.checkpoint_every == 0
+                        and self.step < self.steps
+                    ):
+                        self.checkpoint()
+                self._end_epoch()
+                if stop.requested:
+                    raise TrainingInterrupted(self.run_dir, self.epoch, self.step)
+        self.clf.model.eval()
+
+    def _running(self) -> dict[str, float]:
+        ce, disc, reg = (self.sums / max(self.batches, 1)).tolist()
+        return {"ce": ce, "disc": disc, "reg": reg, "train_acc": self.correct / max(self.seen, 1)}
+
+    def _end_epoch(self) -> None:
+        running = self._running()
+        test_acc = self.evaluate()
+        self._tick()
+        record = {
+            "epoch": self.epoch + 1,
+            "step": self.global_step,
+            "ce": running["ce"],
+            "disc": running["disc"],
+            "reg": running["reg"],
+            "train_acc": running["train_acc"],
+            "test_acc": test_acc,
+            "time": round(self.epoch_time, 3),
+            "elapsed": round(self.elapsed, 3),
+        }
+        self.metrics.append(record)
+        self.epoch += 1
+        self.step = 0
+        self.sums.zero_()
+        self.correct = self.seen = self.batches = 0
+        self.epoch_time = 0.0
+        self.checkpoint(finished=self.epoch >= self.cfg.epochs)  # type: ignore[operator]
+        self.callbacks.on_epoch_end(record)
+
+
+def _first(dataset: Any, n: int) -> Any:
+    if hasattr(dataset, "arrays") and getattr(dataset, "transform", None) is None:
+        from er_art.datasets import ArrayDataset
+
+        x, y = dataset.arrays()
+        return ArrayDataset(x[:n], y[:n])
+    from torch.utils.data import Subset
+
+    return Subset(dataset, range(n))
+
+
+def _set_status(run_dir: Path, status: str, **extra: Any) -> None:
+    info = read_run(run_dir)
+    info["status"] = status
+    info.update(extra)
+    write_json(run_dir / RUN_JSON, info)
+
+
+def _drive(run: _Run) -> None:
+    try:
+        run.run()
+    except (TrainingInterrupted, KeyboardInterrupt):
+        _set_status(run.run_dir, "interrupted")
+        raise
+    except TrainingDiverged:
+        _set_status(run.run_dir, "failed")
+        raise
+    finally:
+        torch.set_num_threads(run.previous_threads)
+    _set_status(run.run_dir, "finished")
+
+
+def train(
+    config: TrainingConfig,
+    run_dir: str | Path,
+    callbacks: TrainingCallbacks | None = None,
+    latest_root: str | Path | None = "runs",
+) -> TrainingResult:
+    """Train from scratch into ``run_dir`` (which must not hold a run yet).
+
+    :param config: the settings; ``None`` fields take the dataset's / architecture's defaults.
+    :param run_dir: the run directory to create (run.json, checkpoint.pt, metrics.jsonl).
+    :param callbacks: progress hooks (default: none).
+    :param latest_root: directory whose ``LATEST`` file is pointed at this run (``None``: leave it).
+    :raises ValueError, LookupError, FileNotFoundError: on bad settings or missing data.
+    :raises TrainingInterrupted: on SIGINT (after saving); :raises TrainingDiverged: on NaN / inf.
+    """
+    cfg = resolve_config(config)
+    run_dir = Path(run_dir)
+    if (run_dir / RUN_JSON).exists() or (run_dir / RUN_CHECKPOINT).exists():
+        raise ValueError(
+            f"{run_dir} already holds a training run; "
+            "resume it with --resume or pick another --out."
+        )
+    spec = get_dataset(cfg.dataset)
+    spec.load("test", cfg.data_dir)  # missing files fail here, before anything is written
+    prepare_run_dir(run_dir)
+    write_json(
+        run_dir / RUN_JSON,
+        {
+            "config": cfg.to_dict(),
+            "versions": package_versions(),
+            "git_revision": git_revision(),
+            "seed": cfg.seed,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "status": "running",
+        },
+    )
+    if latest_root is not None:
+        mark_latest(run_dir, latest_root)
+    seed_everything(cfg.seed)
+    classifier = build_for(cfg, spec)
+    run = _Run(cfg, run_dir, classifier, None, callbacks or TrainingCallbacks())
+    _drive(run)
+    return TrainingResult(run_dir, classifier, run.metrics, cfg)
+
+
+def resume(
+    run_dir: str | Path,
+    callbacks: TrainingCallbacks | None = None,
+    epochs: int | None = None,
+    checkpoint_every: int | None = None,
+    device: str | None = None,
+    latest_root: str | Path | None = "runs",
+) -> TrainingResult:
+    """Continue the run in ``run_dir`` with its saved config from its last checkpoint.
+
+    :param epochs: train up to this many epochs in all (default: the saved number).
+    :param checkpoint_every: change the step interval of checkpoints (default: the saved one).
+    :param device: run on another device (``auto``, ``cpu``, ``cuda``; default: the saved one).
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_JSON).is_file():
+        raise FileNotFoundError(
+            f"Cannot resume {run_dir}: it is not an er-art run directory (no {RUN_JSON})."
+        )
+    info = read_run(run_dir)
+    cfg = TrainingConfig.from_dict(info["config"])
+    if epochs is not None:
+        cfg.epochs = _positive_int("epochs", epochs, minimum=0)
+    if checkpoint_every is not None:
+        cfg.checkpoint_every = _positive_int("checkpoint every", checkpoint_every, minimum=0)
+    if device is not None:
+        resolve_device_type(device)
+        cfg.device = device
+    prepare_run_dir(run_dir)
+    spec = get_dataset(cfg.dataset)
+    training = None
+    if (run_dir / RUN_CHECKPOINT).is_file():
+        payload = read_checkpoint(run_dir / RUN_CHECKPOINT)
+        training = payload.get("training")
+        if training is None:
+            raise ValueError(
+                f"{run_dir / RUN_CHECKPOINT} holds no training state; it cannot be resumed."
+            )
+        classifier = classifier_from_state(payload["classifier"], cfg.device)
+    else:  # killed before the first checkpoint: start over with the saved config
+        seed_everything(cfg.seed)
+        classifier = build_for(cfg, spec)
+    if latest_root is not None:
+        mark_latest(run_dir, latest_root)
+    run = _Run(cfg, run_dir, classifier, training, callbacks or TrainingCallbacks())
+    _set_status(run_dir, "running", resumed=info.get("resumed", 0) + 1, config=cfg.to_dict())
+    _drive(run)
+    return TrainingResult(run_dir, classifier, run.metrics, cfg, resumed=True)
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """Whether the run's checkpoint says its training is complete."""
+    try:
+        training = read_checkpoint(Path(run_dir) / RUN_CHECKPOINT).get("training") or {}
+    except ValueError:
+        return False
+    return bool(training.get("finished"))

@@ -1,0 +1,49 @@
+"""``apgd-ce``: Auto-PGD with the cross-entropy loss, L-infinity (ART ``AutoProjectedGradientDescent``).
+
+[Croce & Hein, 2020] "Reliable evaluation of adversarial robustness with an ensemble of diverse
+parameter-free attacks" (https://arxiv.org/abs/2003.01690). Distance measure: Linf. White-box,
+iterative, step size adapted during the run.
+
+Arguments (ART names):
+    eps (float): maximum perturbation. (Default: given per call)
+    eps_step (float): initial step size. (Default: ``2 * eps``, the paper's)
+    max_iter (int): iterations per restart. (Default: 100)
+    nb_random_init (int): random restarts ("restarts"). (Default: 1; ART's own default is 5)
+    targeted (bool): targeted attack. (Default: False)
+    batch_size (int): attack batch size. (Default: 128)
+
+Shape:
+    - images: (N, C, H, W) in ``clip_values``; labels: (N,) int or (N, nb_classes) one-hot.
+    - output: (N, C, H, W) with ``||x_adv - x||_inf <= eps``.
+
+Examples::
+    >>> x_adv = get_attack("apgd-ce").build(classifier, eps=0.1, max_iter=50).generate(x, y)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from er_art.attacks import AttackSpec
+
+
+def _build(classifier: Any, **kwargs: Any) -> Any:
+    from art.attacks.evasion import AutoProjectedGradientDescent
+
+    return AutoProjectedGradientDescent(classifier, norm=np.inf, loss_type="cross_entropy", verbose=False, **kwargs)
+
+
+ATTACK = AttackSpec(
+    name="apgd-ce",
+    factory=_build,
+    norm="inf",
+    threat="white-box",
+    iterative=True,
+    defaults={"max_iter": 100, "nb_random_init": 1, "targeted": False, "batch_size": 128},
+    eps_step_rule=lambda eps, _n: 2.0 * eps,
+    restarts_param="nb_random_init",
+    description="Auto-PGD (Linf) on the cross-entropy loss.",
+    paper="Croce & Hein, 2020, arXiv:2003.01690",
+)

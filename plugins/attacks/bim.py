@@ -1,0 +1,45 @@
+"""``bim``: Basic Iterative Method, L-infinity (ART ``BasicIterativeMethod``).
+
+[Kurakin et al., 2017] "Adversarial examples in the physical world"
+(https://arxiv.org/abs/1607.02533). Distance measure: Linf. White-box, iterative; PGD without
+the random start.
+
+Arguments (ART names):
+    eps (float): maximum perturbation. (Default: given per call)
+    eps_step (float): step size. (Default: ``2.5 * eps / max_iter``)
+    max_iter (int): number of steps. (Default: 40)
+    targeted (bool): targeted attack. (Default: False)
+    batch_size (int): attack batch size. (Default: 128)
+
+Shape:
+    - images: (N, C, H, W) in ``clip_values``; labels: (N,) int or (N, nb_classes) one-hot.
+    - output: (N, C, H, W) with ``||x_adv - x||_inf <= eps``.
+
+Examples::
+    >>> x_adv = get_attack("bim").build(classifier, eps=0.1, max_iter=20).generate(x, y)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from er_art.attacks import AttackSpec, pgd_step
+
+
+def _build(classifier: Any, **kwargs: Any) -> Any:
+    from art.attacks.evasion import BasicIterativeMethod
+
+    return BasicIterativeMethod(classifier, verbose=False, **kwargs)
+
+
+ATTACK = AttackSpec(
+    name="bim",
+    factory=_build,
+    norm="inf",
+    threat="white-box",
+    iterative=True,
+    defaults={"max_iter": 40, "targeted": False, "batch_size": 128},
+    eps_step_rule=pgd_step,
+    description="Basic Iterative Method (Linf): PGD from x, no random start.",
+    paper="Kurakin et al., 2017, arXiv:1607.02533",
+)

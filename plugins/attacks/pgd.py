@@ -1,0 +1,53 @@
+"""``pgd``: Projected Gradient Descent, L-infinity (ART ``ProjectedGradientDescent``).
+
+[Madry et al., 2018] "Towards Deep Learning Models Resistant to Adversarial Attacks"
+(https://arxiv.org/abs/1706.06083). Distance measure: Linf. White-box, iterative.
+
+Arguments (ART names):
+    eps (float): maximum perturbation, in the data's units. (Default: given per call)
+    eps_step (float): step size. (Default: ``2.5 * eps / max_iter``)
+    max_iter (int): number of steps. (Default: 40)
+    num_random_init (int): random starts in the eps-ball; more than one keeps, per example, the
+        first adversarial one ("restarts"). (Default: 1)
+    decay (float | None): momentum decay (MI-FGSM); None is plain PGD. (Default: None)
+    random_eps (bool): draw eps at random per example. (Default: False)
+    targeted (bool): targeted attack. (Default: False)
+    batch_size (int): attack batch size. (Default: 128)
+
+Shape:
+    - images: (N, C, H, W) in ``clip_values``; labels: (N,) int or (N, nb_classes) one-hot.
+    - output: (N, C, H, W) with ``||x_adv - x||_inf <= eps``.
+
+Examples::
+    >>> attack = get_attack("pgd").build(classifier, eps=0.1, max_iter=40, restarts=5)
+    >>> x_adv = attack.generate(x, y)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from er_art.attacks import AttackSpec, pgd_step
+
+
+def _build(classifier: Any, **kwargs: Any) -> Any:
+    from art.attacks.evasion import ProjectedGradientDescent
+
+    return ProjectedGradientDescent(classifier, norm=np.inf, verbose=False, **kwargs)
+
+
+ATTACK = AttackSpec(
+    name="pgd",
+    factory=_build,
+    norm="inf",
+    threat="white-box",
+    iterative=True,
+    defaults={"max_iter": 40, "num_random_init": 1, "decay": None, "random_eps": False, "targeted": False,
+              "batch_size": 128},
+    eps_step_rule=pgd_step,
+    restarts_param="num_random_init",
+    description="Projected Gradient Descent (Linf), random start; restarts = num_random_init.",
+    paper="Madry et al., 2018, arXiv:1706.06083",
+)

@@ -1,0 +1,68 @@
+"""``madry``: Madry et al.'s PGD adversarial training of the baseline CNN, as ART's
+``AdversarialTrainerMadryPGD`` does it.
+
+``AdversarialTrainerMadryPGD`` builds ART's ``ProjectedGradientDescent(classifier, eps, eps_step,
+max_iter, num_random_init=1)`` and runs ``AdversarialTrainer(classifier, attack, ratio=1.0)``: per
+batch every example is replaced by its PGD example crafted with the true labels against the current
+model (eval mode while attacked), then one cross-entropy optimizer step on the adversarial batch
+(``classifier.fit(x_adv, y, nb_epochs=1)``). The run loop of ``er-art train`` drives batches itself
+(for checkpoints and exact resumption), so this plugin does exactly that per batch with the same
+attack configuration: the same ART attack class and parameters, ratio 1.0, the same step. The
+training accuracy it reports is on the adversarial batch. ``make_art_trainer`` returns ART's own
+``AdversarialTrainerMadryPGD`` for library use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from art.defences.trainer import AdversarialTrainerMadryPGD
+
+from er_art.adversarial_trainer import build_pgd, generate_on_device
+from er_art.algorithm import StepResult
+from er_art.trainers import AttackSettings, BatchStep, TrainerSpec, cross_entropy_step
+
+
+def _need(attack: AttackSettings | None) -> AttackSettings:
+    if attack is None:
+        raise ValueError("Trainer 'madry' needs attack settings (eps, eps_step, max_iter).")
+    return attack
+
+
+def make_trainer(
+    classifier: Any, attack: AttackSettings | None, nb_epochs: int = 20, batch_size: int = 128
+) -> AdversarialTrainerMadryPGD:
+    attack = _need(attack)
+    return AdversarialTrainerMadryPGD(
+        classifier,
+        nb_epochs=nb_epochs,
+        batch_size=batch_size,
+        eps=attack.eps,
+        eps_step=attack.eps_step,
+        max_iter=attack.max_iter,
+        num_random_init=attack.num_random_init,
+    )
+
+
+def make_step(classifier: Any, attack: AttackSettings | None, amp: bool = False) -> BatchStep:
+    settings = _need(attack)
+    pgd = build_pgd(
+        classifier, settings.eps, settings.eps_step, settings.max_iter, settings.num_random_init
+    )
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> StepResult:
+        x_adv = generate_on_device(pgd, x, y)  # ratio 1.0: the whole batch, true labels
+        return cross_entropy_step(classifier, x_adv, y, amp=amp)
+
+    return step
+
+
+TRAINER = TrainerSpec(
+    name="madry",
+    kind="baseline",
+    description="Madry's PGD adversarial training of the baseline CNN (ART's MadryPGD trainer).",
+    make_step=make_step,
+    adversarial=True,
+    make_art_trainer=make_trainer,
+)

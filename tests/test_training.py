@@ -1,0 +1,212 @@
+"""The run loop: resolved defaults, run directory contents, exact resume, divergence, bad values."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from art.estimators.classification import PyTorchClassifier
+
+import er_art
+from er_art.checkpoint import read_checkpoint
+from er_art.datasets import get_dataset
+from er_art.runs import read_run
+from er_art.training import (
+    TrainingCallbacks,
+    TrainingConfig,
+    TrainingDiverged,
+    epoch_order,
+    resolve_config,
+    resume,
+    rng_state,
+    set_rng_state,
+    steps_per_epoch,
+    train,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny(**kw) -> TrainingConfig:
+    base = dict(
+        arch="test_digits", epochs=2, limit=200, batch_size=32, device="cpu", threads=1, max_iter=2
+    )
+    return TrainingConfig(**{**base, **kw})
+
+
+def test_defaults_come_from_the_dataset_and_architecture():
+    spec = get_dataset("digits")
+    cfg = resolve_config(TrainingConfig())
+    assert (cfg.arch, cfg.trainer, cfg.eps, cfg.eps_step, cfg.max_iter) == (
+        spec.default_arch,
+        "er-pgd",
+        spec.eps,
+        spec.eps_step,
+        spec.max_iter,
+    )
+    assert (cfg.epochs, cfg.batch_size) == (spec.epochs, spec.batch_size)
+    assert cfg.embedding_dim == er_art.get_architecture("digits").embedding_dim
+    assert cfg.lr == er_art.get_architecture("digits").defaults["lr"]
+    plain = resolve_config(TrainingConfig(trainer="plain"))
+    assert plain.arch == "cnn" and plain.eps is None  # 1-channel data -> the small CNN; no attack
+    assert resolve_config(TrainingConfig(trainer="madry")).eps == spec.eps
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"dataset": "digitz"}, "digits"),
+        ({"arch": "mnistt"}, "mnist"),
+        ({"prior": "gausian"}, "gaussian"),
+        ({"trainer": "madri"}, "madry"),
+        ({"embedding_dim": 0}, "embedding dim"),
+        ({"epochs": -1}, "epochs"),
+        ({"batch_size": 0}, "batch size"),
+        ({"lr": 0.0}, "learning rate"),
+        ({"lr": float("nan")}, "learning rate"),
+        ({"eps": 1.5}, "eps"),
+        ({"eps": -0.1}, "eps"),
+        ({"arch": "mnist"}, "shape"),
+        ({"arch": "cnn"}, "ER architecture"),
+        ({"trainer": "plain", "arch": "digits"}, "baseline"),
+        ({"trainer": "plain", "embedding_dim": 4}, "embedding"),
+    ],
+)
+def test_bad_settings_raise_one_sentence(change, message):
+    with pytest.raises((ValueError, LookupError), match=message) as info:
+        resolve_config(TrainingConfig(**change))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_without_cuda_is_refused():
+    with pytest.raises(ValueError, match="CUDA"):
+        resolve_config(TrainingConfig(device="cuda"))
+
+
+def test_auto_embedding_dim(monkeypatch):
+    intrinsic = pytest.importorskip("er_art.intrinsic_dim")
+    seen = {}
+
+    def fake(x, k1, k2):
+        seen.update(shape=x.shape, k=(k1, k2))
+        return 3.4
+
+    monkeypatch.setattr(intrinsic, "estimate_intrinsic_dim", fake)
+    cfg = resolve_config(TrainingConfig(embedding_dim="auto"))
+    assert cfg.embedding_dim == 3 and cfg.embedding_dim_requested == "auto"
+    assert seen["k"] == (6, 12) and seen["shape"] == (1000, 64)
+
+
+def test_data_order_and_rng_state_round_trip(tmp_path):
+    assert torch.equal(epoch_order(1, 3, 50), epoch_order(1, 3, 50))
+    assert not torch.equal(epoch_order(1, 3, 50), epoch_order(1, 4, 50))
+    assert (
+        steps_per_epoch(65, 32) == 2 and steps_per_epoch(66, 32) == 3
+    )  # a batch of one is dropped
+    torch.manual_seed(5), np.random.seed(5), random.seed(5)
+    path = tmp_path / "rng.pt"
+    torch.save(rng_state(), path)
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    set_rng_state(torch.load(path, weights_only=True))
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert (
+        torch.equal(expected[0], got[0])
+        and np.array_equal(expected[1], got[1])
+        and expected[2] == got[2]
+    )
+
+
+def test_run_directory_contents(tmp_path):
+    run_dir = tmp_path / "run"
+    result = train(tiny(), run_dir, latest_root=tmp_path / "runs")
+    info = read_run(run_dir)
+    assert info["status"] == "finished" and info["seed"] == 0
+    assert info["config"]["arch"] == "test_digits" and info["config"]["eps"] == 0.1
+    assert {"er-art", "torch", "adversarial-robustness-toolbox", "numpy"} <= set(info["versions"])
+    assert "git_revision" in info
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2]
+    assert {"ce", "disc", "reg", "train_acc", "test_acc", "time"} <= set(lines[0])
+    assert 0.0 <= lines[-1]["test_acc"] <= 1.0
+    clf = er_art.load_classifier(run_dir)
+    assert isinstance(clf, er_art.ERClassifier)
+    for k, v in result.classifier.er_model.state_dict().items():
+        assert torch.equal(v, clf.er_model.state_dict()[k])
+    assert (tmp_path / "runs" / "LATEST").read_text().strip() == str(run_dir.resolve())
+    with pytest.raises(ValueError, match="already holds"):
+        train(tiny(), run_dir, latest_root=None)
+
+
+def test_baseline_run_loads_a_pytorch_classifier(tmp_path):
+    train(tiny(trainer="madry", arch="test_cnn", epochs=1), tmp_path / "run", latest_root=None)
+    clf = er_art.load_classifier(tmp_path / "run")
+    assert isinstance(clf, PyTorchClassifier) and not isinstance(clf, er_art.ERClassifier)
+
+
+class _Crash(TrainingCallbacks):
+    """Dies (like a killed process) right after the given global step."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.n = at, 0
+
+    def on_step(self, epoch, step, running):
+        self.n += 1
+        if self.n == self.at:
+            raise SystemExit("killed")
+
+
+@pytest.mark.parametrize("trainer", ["er-pgd", "madry"])
+def test_resume_after_a_crash_gives_the_uninterrupted_weights(tmp_path, trainer):
+    arch = "test_cnn" if trainer == "madry" else "test_digits"
+    cfg = tiny(trainer=trainer, arch=arch, epochs=3, checkpoint_every=2)  # 7 steps per epoch
+    reference = train(cfg, tmp_path / "ref", latest_root=None)
+    with pytest.raises(SystemExit):
+        train(
+            cfg, tmp_path / "run", callbacks=_Crash(at=10), latest_root=None
+        )  # mid-epoch 2, after ckpt 8
+    state = read_checkpoint(tmp_path / "run")["training"]
+    assert (state["epoch"], state["step"], state["global_step"]) == (1, 1, 8)
+    resumed = resume(tmp_path / "run", latest_root=None)
+    a, b = reference.classifier.model.state_dict(), resumed.classifier.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    drop = ("time", "elapsed")
+    assert [{k: v for k, v in m.items() if k not in drop} for m in reference.metrics] == [
+        {k: v for k, v in m.items() if k not in drop} for m in resumed.metrics
+    ]
+    assert read_run(tmp_path / "run")["status"] == "finished"
+
+
+def test_resume_can_extend_a_finished_run(tmp_path):
+    train(tiny(trainer="er-minus", epochs=1), tmp_path / "run", latest_root=None)
+    result = resume(tmp_path / "run", epochs=2, latest_root=None)
+    assert [m["epoch"] for m in result.metrics] == [1, 2]
+
+
+def test_resume_of_a_missing_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not an er-art run"):
+        resume(tmp_path / "nope", latest_root=None)
+
+
+def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    with pytest.raises(TrainingDiverged, match="NaN or infinite"):
+        train(tiny(trainer="ecla", lr=1e30, epochs=3), tmp_path / "run", latest_root=None)
+    assert read_run(tmp_path / "run")["status"] == "failed"
+    clf = er_art.load_classifier(tmp_path / "run")  # the last good one: finite weights
+    assert all(torch.isfinite(p).all() for p in clf.er_model.parameters())
+
+
+def test_unwritable_output_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="Cannot write"):
+        train(tiny(), blocker / "run", latest_root=None)
