@@ -4,10 +4,12 @@
     .venv/bin/python benchmarks/bench_attack.py --arch mnist --n 128 --k 20 --cw-max-iter 5
 
 1. PGD-k through ``er_art.evaluation.run_attack`` (what ``er-art attack`` calls: ART's
-   ProjectedGradientDescent on the ERClassifier, plus scoring with clean and adversarial predictions)
+   ProjectedGradientDescent on the ERClassifier, plus scoring with clean and adversarial
+   predictions)
    against k forward+backward passes of the same model in a bare PyTorch loop; reported as a ratio
    measured in this one run (goal <= 1.15). The best of ``--repeats`` runs of each is used.
-2. ART's CarliniL2Method on ``--cw-n`` images at batch sizes 1, 10, 50, 100: seconds and the speed-up
+2. ART's CarliniL2Method on ``--cw-n`` images at batch sizes 1, 10, 50, 100: seconds and the
+   speed-up
    of the fastest batch size over batch size 1.
 Numbers go to stdout as a table and, with ``--json PATH``, to a JSON file. Untrained weights: speed
 does not depend on them.
@@ -49,7 +51,9 @@ def best_of(repeats: int, fn) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--arch", default="digits", help="ER architecture (default digits, 1x8x8).")
     parser.add_argument("--n", type=int, default=256, help="images attacked by PGD.")
     parser.add_argument("--k", type=int, default=40, help="PGD steps.")
@@ -58,7 +62,9 @@ def main() -> None:
     parser.add_argument("--cw-max-iter", type=int, default=10)
     parser.add_argument("--cw-binary-search-steps", type=int, default=3)
     parser.add_argument("--cw-batch-sizes", default="1,10,50,100")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's).")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)."
+    )
     parser.add_argument("--json", default=None, help="also write the numbers here.")
     args = parser.parse_args()
     if args.threads:
@@ -83,30 +89,51 @@ def main() -> None:
     t_bare = best_of(args.repeats, lambda: bare_pgd_passes(model, xt, yt, args.k))
     t_er = best_of(args.repeats, er_art_pgd)
     results: dict = {
-        "hardware": f"{platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}",
+        "hardware": f"{platform.machine()}, torch threads {torch.get_num_threads()}",
         "arch": args.arch,
-        "pgd": {"n": args.n, "k": args.k, "bare_s": t_bare, "er_art_s": t_er, "ratio": t_er / t_bare},
+        "pgd": {
+            "n": args.n,
+            "k": args.k,
+            "bare_s": t_bare,
+            "er_art_s": t_er,
+            "ratio": t_er / t_bare,
+        },
         "cw": [],
     }
-    print(f"PGD-{args.k} on {args.n} x {shape} ({args.arch}): bare loop {t_bare:.3f}s, "
-          f"er-art attack path {t_er:.3f}s, ratio {t_er / t_bare:.3f} (goal <= 1.15)")
+    print(
+        f"PGD-{args.k} on {args.n} x {shape} ({args.arch}): bare loop {t_bare:.3f}s, "
+        f"er-art attack path {t_er:.3f}s, ratio {t_er / t_bare:.3f} (goal <= 1.15)"
+    )
 
     x_cw = x[: args.cw_n]
     y_cw = np.eye(clf.nb_classes, dtype=np.float32)[y[: args.cw_n]]
     cw = get_attack("cw")
     for bs in [int(b) for b in args.cw_batch_sizes.split(",")]:
-        attack = cw.build(clf, max_iter=args.cw_max_iter, batch_size=bs,
-                          binary_search_steps=args.cw_binary_search_steps)
+        attack = cw.build(
+            clf,
+            max_iter=args.cw_max_iter,
+            batch_size=bs,
+            binary_search_steps=args.cw_binary_search_steps,
+        )
         start = time.perf_counter()
         attack.generate(x_cw, y_cw)
         seconds = time.perf_counter() - start
         results["cw"].append({"batch_size": bs, "seconds": seconds})
-        print(f"CarliniL2Method on {len(x_cw)} images, max_iter {args.cw_max_iter}, "
-              f"binary_search_steps {args.cw_binary_search_steps}: batch {bs:>3} -> {seconds:.2f}s", flush=True)
+        print(
+            f"CarliniL2Method on {len(x_cw)} images, max_iter {args.cw_max_iter}, "
+            f"binary_search_steps {args.cw_binary_search_steps}: batch {bs:>3} -> {seconds:.2f}s",
+            flush=True,
+        )
     base = results["cw"][0]["seconds"]
     fastest = min(results["cw"], key=lambda r: r["seconds"])
-    results["cw_speedup"] = {"fastest_batch_size": fastest["batch_size"], "speedup_vs_batch_1": base / fastest["seconds"]}
-    print(f"fastest C&W batch size {fastest['batch_size']}: {base / fastest['seconds']:.1f}x faster than batch size 1")
+    results["cw_speedup"] = {
+        "fastest_batch_size": fastest["batch_size"],
+        "speedup_vs_batch_1": base / fastest["seconds"],
+    }
+    print(
+        f"fastest C&W batch size {fastest['batch_size']}: "
+        f"{base / fastest['seconds']:.1f}x faster than batch size 1"
+    )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)

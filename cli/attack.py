@@ -2,9 +2,9 @@
 
     er-art attack --method pgd --eps 0:0.3:0.05 --max-iter 40 --restarts 2 --out results/ --plot
     er-art attack --method cw --l2-threshold 0.005 --checkpoint runs/mnist-er
-    er-art attack --method all --eps paper            # worst case over pgd, apgd-ce, apgd-dlr, fgsm, square
+    er-art attack --method all --eps paper   # worst case over pgd, apgd-ce, apgd-dlr, fgsm, square
 
-A thin layer over :mod:`er_art.evaluation`; the definitions of every number are in docs/EVALUATION.md.
+A thin layer over :mod:`er_art.evaluation`; every number is defined in docs/EVALUATION.md.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-
 from er_art.cli.common import fail, setup_logging, user_errors
 
 logger = logging.getLogger(__name__)
@@ -39,12 +38,15 @@ class Target:
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
-    """``["max_eval=1000", "square.max_iter=500"]`` -> ``{"max_eval": 1000, "square.max_iter": 500}``."""
+    """``["max_eval=1000", "square.max_iter=5"]`` -> ``{"max_eval": 1000, "square.max_iter": 5}``."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"Bad --param {item!r}; accepted: NAME=VALUE, e.g. max_eval=1000 or square.max_iter=500.")
+            raise ValueError(
+                f"Bad --param {item!r}; accepted: NAME=VALUE, e.g. max_eval=1000 or "
+                "square.max_iter=500."
+            )
         try:
             out[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
@@ -53,7 +55,7 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
 
 
 def split_params(params: dict[str, Any], methods: list[str]) -> dict[str, dict[str, Any]]:
-    """Per-method parameters: ``method.name=value`` goes to that method, a bare ``name`` to all of them."""
+    """Per-method parameters: ``method.name=value`` goes to that method, a bare ``name`` to all."""
     per: dict[str, dict[str, Any]] = {m: {} for m in methods}
     for key, value in params.items():
         method, dot, name = key.rpartition(".")
@@ -63,7 +65,9 @@ def split_params(params: dict[str, Any], methods: list[str]) -> dict[str, dict[s
         elif method in per:
             per[method][name] = value
         else:
-            raise ValueError(f"--param {key}: {method!r} is not one of the attacks run ({', '.join(methods)}).")
+            raise ValueError(
+                f"--param {key}: {method!r} is not one of the attacks run ({', '.join(methods)})."
+            )
     return per
 
 
@@ -106,14 +110,17 @@ def load_targets(
         classifier = er_art.load_classifier(path, device_type=device)
         if tuple(classifier.input_shape) != tuple(x.shape[1:]):
             raise ValueError(
-                f"{path} takes inputs of shape {tuple(classifier.input_shape)} but dataset {spec.name!r} has "
+                f"{path} takes inputs of shape {tuple(classifier.input_shape)} but dataset "
+                f"{spec.name!r} has "
                 f"{tuple(x.shape[1:])}; pass the right --dataset."
             )
         if defences:
             apply_defences(classifier, defences)
         eps = config.get("eps")
         label = run_dir.name if path.is_dir() else path.stem
-        targets.append(Target(label, path, classifier, x, y, spec, None if eps is None else float(eps)))
+        targets.append(
+            Target(label, path, classifier, x, y, spec, None if eps is None else float(eps))
+        )
     labels = [t.label for t in targets]
     if len(set(labels)) < len(labels):  # same directory names: fall back to the full paths
         for t in targets:
@@ -133,14 +140,31 @@ def print_records(records: list[dict[str, Any]], title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("eps", "method", "clean %", "robust %", "success %", "mean pert", "max pert", "norm", "time s"):
+    for col in (
+        "eps",
+        "method",
+        "clean %",
+        "robust %",
+        "success %",
+        "mean pert",
+        "max pert",
+        "norm",
+        "time s",
+    ):
         table.add_column(col, justify="left" if col in ("method", "norm") else "right")
     for r in records:
         style = "bold" if r["method"] == "worst-case" else None
         table.add_row(
-            f"{r['eps']:g}", r["method"], _fmt(r["clean_accuracy"], True), _fmt(r["robust_accuracy"], True),
-            _fmt(r["success_rate"], True), _fmt(r["mean_perturbation"]), _fmt(r["max_perturbation"]),
-            r["norm"], f"{r['time_s']:.1f}", style=style,
+            f"{r['eps']:g}",
+            r["method"],
+            _fmt(r["clean_accuracy"], True),
+            _fmt(r["robust_accuracy"], True),
+            _fmt(r["success_rate"], True),
+            _fmt(r["mean_perturbation"]),
+            _fmt(r["max_perturbation"]),
+            r["norm"],
+            f"{r['time_s']:.1f}",
+            style=style,
         )
     console = Console()
     if not console.is_terminal:  # files and pipes: do not squeeze the table into 80 columns
@@ -155,12 +179,20 @@ def print_checks(checks: list[Any], title: str) -> None:
         colour = typer.colors.GREEN if c.passed else typer.colors.RED
         typer.echo("  " + typer.style(c.status, fg=colour, bold=True) + f"  {c.name}: {c.message}")
         if c.warning:
-            typer.echo("        " + typer.style(f"warning: {c.warning}", fg=typer.colors.YELLOW), err=True)
+            typer.echo(
+                "        " + typer.style(f"warning: {c.warning}", fg=typer.colors.YELLOW), err=True
+            )
 
 
-def write_outputs(out: Path, records: list[dict[str, Any]], checks: list[dict[str, Any]] | None = None,
-                  plot: bool = False, title: str | None = None) -> list[Path]:
-    """``results.json`` (list of records), ``results.csv``, optionally ``checks.json`` and ``accuracy_vs_eps.png``."""
+def write_outputs(
+    out: Path,
+    records: list[dict[str, Any]],
+    checks: list[dict[str, Any]] | None = None,
+    plot: bool = False,
+    title: str | None = None,
+) -> list[Path]:
+    """``results.json`` (a list of records), ``results.csv``, optionally ``checks.json`` and
+    ``accuracy_vs_eps.png``."""
     from er_art.runs import write_json
 
     out.mkdir(parents=True, exist_ok=True)
@@ -173,7 +205,9 @@ def write_outputs(out: Path, records: list[dict[str, Any]], checks: list[dict[st
         writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
         for r in records:
-            writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()})
+            writer.writerow(
+                {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()}
+            )
     if checks is not None:
         write_json(out / "checks.json", checks)
         written.append(out / "checks.json")
@@ -204,18 +238,39 @@ def honest_evaluation(
     per = split_params(params, attacks)
     if "square" in per:
         square_max_iter = per["square"].setdefault("max_iter", square_max_iter)
-    by_eps = evaluate_ensemble(target.classifier, target.x, target.y, eps_values, attacks, max_iter=max_iter,
-                               restarts=restarts, batch_size=batch_size, seed=seed, params=per)
-    records = [summarise(o, checkpoint=str(target.path), label=target.label, defences=_defences(target))
-               for outs in by_eps.values() for o in outs]
+    by_eps = evaluate_ensemble(
+        target.classifier,
+        target.x,
+        target.y,
+        eps_values,
+        attacks,
+        max_iter=max_iter,
+        restarts=restarts,
+        batch_size=batch_size,
+        seed=seed,
+        params=per,
+    )
+    records = [
+        summarise(o, checkpoint=str(target.path), label=target.label, defences=_defences(target))
+        for outs in by_eps.values()
+        for o in outs
+    ]
     results = []
     if checks:
         eps = check_eps if check_eps is not None else (target.train_eps or target.dataset.eps)
         reuse = by_eps.get(float(eps), [])
-        results = run_sanity_checks(target.classifier, target.x, target.y, eps,
-                                    max_iter=max_iter or 20, restarts=1 if restarts is None else restarts,
-                                    square_max_iter=square_max_iter, batch_size=batch_size, seed=seed,
-                                    reuse=reuse)
+        results = run_sanity_checks(
+            target.classifier,
+            target.x,
+            target.y,
+            eps,
+            max_iter=max_iter or 20,
+            restarts=1 if restarts is None else restarts,
+            square_max_iter=square_max_iter,
+            batch_size=batch_size,
+            seed=seed,
+            reuse=reuse,
+        )
     return records, results
 
 
@@ -225,29 +280,101 @@ def _defences(target: Target) -> list[str]:
 
 
 def attack(
-    method: Annotated[str, typer.Option("--method", "-m", help="Attack name (er-art plugins attacks) or 'all' (worst case over --attacks, with sanity checks).")] = "pgd",
-    checkpoint: Annotated[list[Path] | None, typer.Option("--checkpoint", "-c", help="Run directory or checkpoint file; repeatable (default: the latest run).")] = None,
-    eps: Annotated[str | None, typer.Option("--eps", help="A value, 'a,b,c', a sweep start:stop:step (stop included) or 'paper' (the dataset's grid). Default: the run's training eps. For cw: normalised L2 thresholds.")] = None,
-    eps_step: Annotated[float | None, typer.Option("--eps-step", help="Step size (default: scales with eps, e.g. 2.5*eps/max_iter for PGD).")] = None,
-    max_iter: Annotated[int | None, typer.Option("--max-iter", help="Attack iterations (default: the attack's own).")] = None,
-    restarts: Annotated[int | None, typer.Option("--restarts", help="Random restarts (PGD num_random_init, APGD nb_random_init, Square nb_restarts).")] = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            "-m",
+            help="Attack name (er-art plugins attacks) or 'all' (worst case over --attacks, "
+            "with sanity checks).",
+        ),
+    ] = "pgd",
+    checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--checkpoint",
+            "-c",
+            help="Run directory or checkpoint file; repeatable (default: the latest run).",
+        ),
+    ] = None,
+    eps: Annotated[
+        str | None,
+        typer.Option(
+            "--eps",
+            help="A value, 'a,b,c', a sweep start:stop:step (stop included) or 'paper' (the "
+            "dataset's grid). Default: the run's training eps. For cw: normalised L2 thresholds.",
+        ),
+    ] = None,
+    eps_step: Annotated[
+        float | None,
+        typer.Option(
+            "--eps-step",
+            help="Step size (default: scales with eps, e.g. 2.5*eps/max_iter for PGD).",
+        ),
+    ] = None,
+    max_iter: Annotated[
+        int | None,
+        typer.Option("--max-iter", help="Attack iterations (default: the attack's own)."),
+    ] = None,
+    restarts: Annotated[
+        int | None,
+        typer.Option(
+            "--restarts",
+            help="Random restarts (PGD num_random_init, APGD nb_random_init, Square nb_restarts).",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Attack batch size.")] = 128,
-    n_samples: Annotated[int | None, typer.Option("--n-samples", "-n", help="First N test examples (default 1000).")] = 1000,
-    targeted: Annotated[bool, typer.Option("--targeted", help="Targeted attack (random other class per example).")] = False,
-    defence: Annotated[list[str] | None, typer.Option("--defence", help="Preprocessing defence to add (er-art plugins defences); repeatable.")] = None,
+    n_samples: Annotated[
+        int | None, typer.Option("--n-samples", "-n", help="First N test examples (default 1000).")
+    ] = 1000,
+    targeted: Annotated[
+        bool, typer.Option("--targeted", help="Targeted attack (random other class per example).")
+    ] = False,
+    defence: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--defence", help="Preprocessing defence to add (er-art plugins defences); repeatable."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write results.json and results.csv here.")] = None,
-    plot: Annotated[bool, typer.Option("--plot", help="With --out: also accuracy_vs_eps.png.")] = False,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset (default: the run's).")] = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Dataset files (default: the run's).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write results.json and results.csv here.")
+    ] = None,
+    plot: Annotated[
+        bool, typer.Option("--plot", help="With --out: also accuracy_vs_eps.png.")
+    ] = False,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Dataset (default: the run's).")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Dataset files (default: the run's).")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of random starts and targets.")] = 0,
-    l2_threshold: Annotated[float, typer.Option("--l2-threshold", help="cw: robust if ||delta||_2 / (number of input dims) exceeds this (paper Table 2).")] = 0.005,
-    param: Annotated[list[str] | None, typer.Option("--param", help="Extra ART parameter NAME=VALUE (with 'all': ATTACK.NAME=VALUE); repeatable.")] = None,
-    attacks: Annotated[str, typer.Option("--attacks", help="With --method all: comma-separated attacks.")] = "pgd,apgd-ce,apgd-dlr,fgsm,square",
-    checks: Annotated[bool, typer.Option("--checks/--no-checks", help="With --method all: run the sanity checks.")] = True,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")] = False,
+    l2_threshold: Annotated[
+        float,
+        typer.Option(
+            "--l2-threshold",
+            help="cw: robust if ||delta||_2 / (number of input dims) exceeds this (paper Table 2).",
+        ),
+    ] = 0.005,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="Extra ART parameter NAME=VALUE (with 'all': ATTACK.NAME=VALUE); repeatable.",
+        ),
+    ] = None,
+    attacks: Annotated[
+        str, typer.Option("--attacks", help="With --method all: comma-separated attacks.")
+    ] = "pgd,apgd-ce,apgd-dlr,fgsm,square",
+    checks: Annotated[
+        bool, typer.Option("--checks/--no-checks", help="With --method all: run the sanity checks.")
+    ] = True,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")
+    ] = False,
 ) -> None:
-    """Attack trained runs (ER-Classifier or baseline) and report clean and robust accuracy per eps."""
+    """Attack trained runs (ER-Classifier or baseline); report clean and robust accuracy per eps."""
     setup_logging(verbose)
     if plot and out is None:
         raise fail("--plot needs --out DIR to write the figure into.")
@@ -266,27 +393,62 @@ def attack(
             elif spec is not None and spec.name == "cw":
                 eps_values = [l2_threshold]
             else:
-                eps_values = [target.train_eps if target.train_eps is not None else target.dataset.eps]
+                eps_values = [
+                    target.train_eps if target.train_eps is not None else target.dataset.eps
+                ]
             if spec is None:
                 names = [a.strip() for a in attacks.split(",") if a.strip()]
                 records, results = honest_evaluation(
-                    target, eps_values, names, max_iter=max_iter, restarts=restarts, batch_size=batch_size,
-                    seed=seed, params=params, checks=checks, check_eps=None, square_max_iter=1000)
+                    target,
+                    eps_values,
+                    names,
+                    max_iter=max_iter,
+                    restarts=restarts,
+                    batch_size=batch_size,
+                    seed=seed,
+                    params=params,
+                    checks=checks,
+                    check_eps=None,
+                    square_max_iter=1000,
+                )
                 print_records(records, f"{target.label}: worst case over {', '.join(names)}")
                 if results:
                     print_checks(results, f"Sanity checks ({target.label})")
-                    all_checks.extend({**c.as_dict(), "checkpoint": str(target.path)} for c in results)
+                    all_checks.extend(
+                        {**c.as_dict(), "checkpoint": str(target.path)} for c in results
+                    )
             else:
-                records = sweep_attack(target.classifier, target.x, target.y, spec, eps_values, eps_step=eps_step,
-                                       max_iter=max_iter, restarts=restarts, batch_size=batch_size,
-                                       targeted=targeted, seed=seed, l2_threshold=l2_threshold, params=params)
-                records = [{**r, "checkpoint": str(target.path), "label": target.label,
-                            "defences": _defences(target)} for r in records]
+                records = sweep_attack(
+                    target.classifier,
+                    target.x,
+                    target.y,
+                    spec,
+                    eps_values,
+                    eps_step=eps_step,
+                    max_iter=max_iter,
+                    restarts=restarts,
+                    batch_size=batch_size,
+                    targeted=targeted,
+                    seed=seed,
+                    l2_threshold=l2_threshold,
+                    params=params,
+                )
+                records = [
+                    {
+                        **r,
+                        "checkpoint": str(target.path),
+                        "label": target.label,
+                        "defences": _defences(target),
+                    }
+                    for r in records
+                ]
                 print_records(records, f"{target.label}: {spec.name} ({spec.description})")
             all_records.extend(records)
         if out is not None:
             title = f"{method} on {targets[0].dataset.name}"
-            for path in write_outputs(out, all_records, all_checks if spec is None else None, plot, title):
+            for path in write_outputs(
+                out, all_records, all_checks if spec is None else None, plot, title
+            ):
                 typer.echo(f"wrote {path}")
 
 

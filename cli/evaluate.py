@@ -3,7 +3,8 @@
     er-art evaluate                                   # the latest run, at its training eps
     er-art evaluate --checkpoint runs/a --checkpoint runs/b --eps 0:0.3:0.1 --out eval/ --plot
 
-Several attacks per eps (default: PGD with restarts, APGD-CE, APGD-DLR, FGSM, Square), robust accuracy
+Several attacks per eps (default: PGD with restarts, APGD-CE, APGD-DLR, FGSM, Square), robust
+accuracy
 per example as the worst case over them, and the four sanity checks of docs/EVALUATION.md, each
 printed PASS/FAIL with its numbers. ``--strict`` exits with code 1 when a check fails.
 """
@@ -14,32 +15,88 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-
-from er_art.cli.attack import honest_evaluation, load_targets, parse_params, print_checks, print_records, write_outputs
+from er_art.cli.attack import (
+    honest_evaluation,
+    load_targets,
+    parse_params,
+    print_checks,
+    print_records,
+    write_outputs,
+)
 from er_art.cli.common import fail, setup_logging, user_errors
 
 
 def evaluate(
-    checkpoint: Annotated[list[Path] | None, typer.Option("--checkpoint", "-c", help="Run directory or checkpoint file; repeatable (default: the latest run).")] = None,
-    eps: Annotated[str | None, typer.Option("--eps", help="A value, 'a,b', start:stop:step or 'paper'. Default: the run's training eps.")] = None,
-    attacks: Annotated[str, typer.Option("--attacks", help="Comma-separated Linf attacks of the ensemble.")] = "pgd,apgd-ce,apgd-dlr,fgsm,square",
-    max_iter: Annotated[int, typer.Option("--max-iter", help="Iterations of the white-box iterative attacks.")] = 40,
-    restarts: Annotated[int, typer.Option("--restarts", help="Random restarts of PGD / APGD / Square.")] = 2,
-    square_iter: Annotated[int, typer.Option("--square-iter", help="Square Attack queries per restart.")] = 1000,
-    n_samples: Annotated[int | None, typer.Option("--n-samples", "-n", help="First N test examples.")] = 1000,
+    checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--checkpoint",
+            "-c",
+            help="Run directory or checkpoint file; repeatable (default: the latest run).",
+        ),
+    ] = None,
+    eps: Annotated[
+        str | None,
+        typer.Option(
+            "--eps",
+            help="A value, 'a,b', start:stop:step or 'paper'. Default: the run's training eps.",
+        ),
+    ] = None,
+    attacks: Annotated[
+        str, typer.Option("--attacks", help="Comma-separated Linf attacks of the ensemble.")
+    ] = "pgd,apgd-ce,apgd-dlr,fgsm,square",
+    max_iter: Annotated[
+        int, typer.Option("--max-iter", help="Iterations of the white-box iterative attacks.")
+    ] = 40,
+    restarts: Annotated[
+        int, typer.Option("--restarts", help="Random restarts of PGD / APGD / Square.")
+    ] = 2,
+    square_iter: Annotated[
+        int, typer.Option("--square-iter", help="Square Attack queries per restart.")
+    ] = 1000,
+    n_samples: Annotated[
+        int | None, typer.Option("--n-samples", "-n", help="First N test examples.")
+    ] = 1000,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Attack batch size.")] = 128,
-    defence: Annotated[list[str] | None, typer.Option("--defence", help="Preprocessing defence to add; repeatable.")] = None,
+    defence: Annotated[
+        list[str] | None,
+        typer.Option("--defence", help="Preprocessing defence to add; repeatable."),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write results.json, results.csv and checks.json here.")] = None,
-    plot: Annotated[bool, typer.Option("--plot", help="With --out: also accuracy_vs_eps.png.")] = False,
-    dataset: Annotated[str | None, typer.Option("--dataset", help="Dataset (default: the run's).")] = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Dataset files (default: the run's).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write results.json, results.csv and checks.json here."),
+    ] = None,
+    plot: Annotated[
+        bool, typer.Option("--plot", help="With --out: also accuracy_vs_eps.png.")
+    ] = False,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Dataset (default: the run's).")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Dataset files (default: the run's).")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random starts.")] = 0,
-    checks: Annotated[bool, typer.Option("--checks/--no-checks", help="Run the sanity checks.")] = True,
-    check_eps: Annotated[float | None, typer.Option("--check-eps", help="eps of the checks (default: the run's training eps).")] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", help="Extra ART parameter ATTACK.NAME=VALUE (or NAME=VALUE for all); repeatable.")] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 when a sanity check fails.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")] = False,
+    checks: Annotated[
+        bool, typer.Option("--checks/--no-checks", help="Run the sanity checks.")
+    ] = True,
+    check_eps: Annotated[
+        float | None,
+        typer.Option("--check-eps", help="eps of the checks (default: the run's training eps)."),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="Extra ART parameter ATTACK.NAME=VALUE (or NAME=VALUE for all); repeatable.",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit with code 1 when a sanity check fails.")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")
+    ] = False,
 ) -> None:
     """Worst case over several attacks per eps, plus the sanity checks (PASS/FAIL)."""
     setup_logging(verbose)
@@ -60,10 +117,22 @@ def evaluate(
             if eps is not None:
                 eps_values = parse_eps(eps, target.dataset.eps_grid)
             else:
-                eps_values = [target.train_eps if target.train_eps is not None else target.dataset.eps]
+                eps_values = [
+                    target.train_eps if target.train_eps is not None else target.dataset.eps
+                ]
             records, results = honest_evaluation(
-                target, eps_values, names, max_iter=max_iter, restarts=restarts, batch_size=batch_size, seed=seed,
-                params=params, checks=checks, check_eps=check_eps, square_max_iter=square_iter)
+                target,
+                eps_values,
+                names,
+                max_iter=max_iter,
+                restarts=restarts,
+                batch_size=batch_size,
+                seed=seed,
+                params=params,
+                checks=checks,
+                check_eps=check_eps,
+                square_max_iter=square_iter,
+            )
             print_records(records, f"{target.label}: worst case over {', '.join(names)}")
             if results:
                 print_checks(results, f"Sanity checks ({target.label})")
@@ -71,7 +140,9 @@ def evaluate(
                 all_checks.extend({**c.as_dict(), "checkpoint": str(target.path)} for c in results)
             all_records.extend(records)
         if out is not None:
-            for path in write_outputs(out, all_records, all_checks, plot, f"worst case on {targets[0].dataset.name}"):
+            for path in write_outputs(
+                out, all_records, all_checks, plot, f"worst case on {targets[0].dataset.name}"
+            ):
                 typer.echo(f"wrote {path}")
     if strict and failed:
         raise typer.Exit(1)

@@ -1,4 +1,4 @@
-"""What an attack plugin is: an ART evasion attack under a short name, with its capabilities as data.
+"""What an attack plugin is: an ART evasion attack under a short name, capabilities as data.
 
 An attack plugin's entry point (group ``er_art.attacks``) names an :class:`AttackSpec`. The spec
 knows the attack's norm, whether it is white-box or black-box, iterative or single-step, whether it
@@ -11,8 +11,9 @@ has a perturbation budget ``eps`` (PGD, FGSM, Square, ...) or looks for a minima
     >>> x_adv = attack.generate(x_test, y_test)
 
 Step sizes scale with epsilon unless given: each spec's ``eps_step`` is a function of ``eps`` and
-``max_iter`` (PGD / BIM: ``2.5 * eps / max_iter``, Madry et al.'s rule; FGSM: ``eps``; APGD: ``2 * eps``,
-its adaptive schedule's starting step). A third party adds an attack with, in its ``pyproject.toml``::
+``max_iter`` (PGD / BIM: ``2.5 * eps / max_iter``, Madry et al.'s rule; FGSM: ``eps``; APGD:
+``2 * eps``, its adaptive schedule's starting step). A third party adds an attack with, in its
+``pyproject.toml``::
 
     [project.entry-points."er_art.attacks"]
     my-attack = "my_pkg.attacks:ATTACK"   # an er_art.attacks.AttackSpec
@@ -34,7 +35,7 @@ THREATS = ("white-box", "black-box")
 
 
 def pgd_step(eps: float, max_iter: int) -> float:
-    """Madry et al.'s step-size rule ``2.5 * eps / max_iter`` (reaches the boundary from any start)."""
+    """Madry et al.'s step rule ``2.5 * eps / max_iter`` (reaches the boundary from any start)."""
     return 2.5 * eps / max(int(max_iter), 1)
 
 
@@ -51,9 +52,13 @@ class AttackSpec:
     norm: str  # "inf" or "2": the norm the perturbation is measured (and bounded) in
     threat: str  # "white-box" (uses gradients) or "black-box" (uses predictions only)
     iterative: bool  # False for single-step attacks (FGSM)
-    budgeted: bool = True  # True: the attack takes an eps budget; False: minimal-perturbation attack
+    budgeted: bool = (
+        True  # True: the attack takes an eps budget; False: minimal-perturbation attack
+    )
     defaults: dict[str, Any] = field(default_factory=dict)  # ART parameter names -> defaults
-    eps_step_rule: Callable[[float, int], float] | None = None  # (eps, max_iter) -> eps_step when not given
+    eps_step_rule: Callable[[float, int], float] | None = (
+        None  # (eps, max_iter) -> eps_step when not given
+    )
     max_iter_param: str | None = "max_iter"  # ART's name of the iteration count (None: has none)
     restarts_param: str | None = None  # ART's name of the random-restart count (None: has none)
     targeted: bool = True  # supports targeted attacks
@@ -62,9 +67,14 @@ class AttackSpec:
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
-            raise ValueError(f"Attack {self.name!r}: norm must be one of {', '.join(NORMS)}, got {self.norm!r}.")
+            raise ValueError(
+                f"Attack {self.name!r}: norm must be one of {', '.join(NORMS)}, got {self.norm!r}."
+            )
         if self.threat not in THREATS:
-            raise ValueError(f"Attack {self.name!r}: threat must be one of {', '.join(THREATS)}, got {self.threat!r}.")
+            raise ValueError(
+                f"Attack {self.name!r}: threat must be one of {', '.join(THREATS)}, "
+                f"got {self.threat!r}."
+            )
 
     @property
     def norm_value(self) -> float:
@@ -81,13 +91,15 @@ class AttackSpec:
         targeted: bool = False,
         **params: Any,
     ) -> dict[str, Any]:
-        """The keyword arguments :meth:`build` hands to ART (``defaults`` overridden by the options)."""
+        """The keyword arguments :meth:`build` hands to ART (``defaults`` overridden)."""
         if targeted and not self.targeted:
             raise ValueError(f"Attack {self.name!r} has no targeted mode; drop --targeted.")
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             accepted = ", ".join(sorted(self.defaults)) or "none"
-            raise ValueError(f"Attack {self.name!r} has no parameter {unknown[0]!r}; accepted: {accepted}.")
+            raise ValueError(
+                f"Attack {self.name!r} has no parameter {unknown[0]!r}; accepted: {accepted}."
+            )
         kwargs: dict[str, Any] = dict(self.defaults)
         kwargs.update(params)
         if batch_size is not None:
@@ -96,14 +108,18 @@ class AttackSpec:
             kwargs["batch_size"] = int(batch_size)
         if max_iter is not None:
             if self.max_iter_param is None:
-                logger.info("attack %s has no iteration count; max_iter=%s ignored", self.name, max_iter)
+                logger.info(
+                    "attack %s has no iteration count; max_iter=%s ignored", self.name, max_iter
+                )
             elif int(max_iter) < 1:
                 raise ValueError(f"max_iter must be a positive integer, got {max_iter}.")
             else:
                 kwargs[self.max_iter_param] = int(max_iter)
         if restarts is not None:
             if self.restarts_param is None:
-                logger.info("attack %s has no random restarts; restarts=%s ignored", self.name, restarts)
+                logger.info(
+                    "attack %s has no random restarts; restarts=%s ignored", self.name, restarts
+                )
             elif int(restarts) < 0:
                 raise ValueError(f"restarts must be >= 0, got {restarts}.")
             else:
@@ -139,7 +155,7 @@ class AttackSpec:
         """The ART attack on ``classifier``.
 
         :param classifier: an ART classifier (ERClassifier or baseline ``PyTorchClassifier``).
-        :param eps: perturbation budget in this attack's norm (ignored by minimal-perturbation attacks).
+        :param eps: budget in this attack's norm (ignored by minimal-perturbation attacks).
         :param eps_step: step size; default ``eps_step_rule(eps, max_iter)`` (scales with eps).
         :param max_iter: iterations; default the spec's ``defaults[max_iter_param]``.
         :param restarts: random restarts (PGD ``num_random_init``, APGD ``nb_random_init``, Square
@@ -157,7 +173,10 @@ def get_attack(name: str) -> AttackSpec:
     """The registered attack ``name`` (unknown names raise with close matches)."""
     spec = get_plugin("attacks", name)
     if not isinstance(spec, AttackSpec):
-        raise TypeError(f"The attack plugin {name!r} is a {type(spec).__name__}, not an er_art.attacks.AttackSpec.")
+        raise TypeError(
+            f"The attack plugin {name!r} is a {type(spec).__name__}, "
+            "not an er_art.attacks.AttackSpec."
+        )
     return spec
 
 

@@ -31,7 +31,7 @@ class DefenceUnavailableError(LookupError):
 
 @dataclass(frozen=True)
 class DefenceSpec:
-    """A defence plugin: ``factory(clip_values=, channels_first=, **params)`` -> ART ``Preprocessor``."""
+    """A defence plugin: ``factory(clip_values=, channels_first=, **params)`` -> ART preprocessor."""
 
     name: str
     factory: Callable[..., Any]
@@ -39,23 +39,30 @@ class DefenceSpec:
     description: str = ""
 
     def build(self, classifier: Any, **params: Any) -> Any:
-        """The ART preprocessor for ``classifier`` (its clip_values and channels_first), ``defaults`` overridden."""
+        """The ART preprocessor for ``classifier`` (its clip_values and channels_first)."""
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             accepted = ", ".join(sorted(self.defaults)) or "none"
-            raise ValueError(f"Defence {self.name!r} has no parameter {unknown[0]!r}; accepted: {accepted}.")
+            raise ValueError(
+                f"Defence {self.name!r} has no parameter {unknown[0]!r}; accepted: {accepted}."
+            )
         kwargs = {**self.defaults, **params}
         clip_values = getattr(classifier, "clip_values", None)
         if clip_values is not None:
             clip_values = (float(clip_values[0]), float(clip_values[1]))
-        return self.factory(clip_values=clip_values, channels_first=bool(classifier.channels_first), **kwargs)
+        return self.factory(
+            clip_values=clip_values, channels_first=bool(classifier.channels_first), **kwargs
+        )
 
 
 def get_defence(name: str) -> DefenceSpec:
     """The registered defence ``name`` (unknown names raise with close matches)."""
     spec = get_plugin("defences", name)
     if not isinstance(spec, DefenceSpec):
-        raise TypeError(f"The defence plugin {name!r} is a {type(spec).__name__}, not an er_art.defences.DefenceSpec.")
+        raise TypeError(
+            f"The defence plugin {name!r} is a {type(spec).__name__}, "
+            "not an er_art.defences.DefenceSpec."
+        )
     return spec
 
 
@@ -65,11 +72,12 @@ def defence_names() -> list[str]:
 
 
 def defence_chain(defences: Sequence[Any], cast_float32: bool = True) -> Any:
-    """One ART preprocessor applying ``defences`` in order (then a float32 cast); gradients chain back.
+    """One ART preprocessor applying ``defences`` in order, then a float32 cast; gradients chain.
 
     ART's PyTorch estimators accept at most one NumPy preprocessing defence; a chain is one. The
     cast matters for a stock ``PyTorchClassifier``: ART's NumPy defences return float64.
-    The chain runs at fit time if any member has ``apply_fit``, at prediction if any has ``apply_predict``.
+    The chain runs at fit time if any member has ``apply_fit``, at prediction if any has
+    ``apply_predict``.
     """
     import numpy as np
     from art.defences.preprocessor import Preprocessor
@@ -78,8 +86,11 @@ def defence_chain(defences: Sequence[Any], cast_float32: bool = True) -> Any:
         """Preprocessing defences applied one after another, as one NumPy preprocessor."""
 
         def __init__(self, members: Sequence[Any]) -> None:
-            super().__init__(is_fitted=True, apply_fit=any(m.apply_fit for m in members),
-                             apply_predict=any(m.apply_predict for m in members))
+            super().__init__(
+                is_fitted=True,
+                apply_fit=any(m.apply_fit for m in members),
+                apply_predict=any(m.apply_predict for m in members),
+            )
             self.members = list(members)
 
         def __call__(self, x: Any, y: Any = None) -> tuple[Any, Any]:
@@ -94,7 +105,7 @@ def defence_chain(defences: Sequence[Any], cast_float32: bool = True) -> Any:
             for member in self.members:  # the input each member saw
                 inputs.append(x)
                 x, _ = member(x)
-            for member, x_in in zip(reversed(self.members), reversed(inputs)):
+            for member, x_in in zip(reversed(self.members), reversed(inputs), strict=True):
                 grad = member.estimate_gradient(x_in, grad)
             return grad
 
@@ -105,7 +116,7 @@ def defence_chain(defences: Sequence[Any], cast_float32: bool = True) -> Any:
 
 
 def apply_defences(classifier: Any, defences: Sequence[str | Any]) -> list[Any]:
-    """Set ``defences`` (names, or ready ART preprocessors) as ``classifier``'s preprocessing defences.
+    """Set ``defences`` (names or ready ART preprocessors) as ``classifier``'s preprocessing defences.
 
     Replaces any defences already set; an empty list removes them. Returns the defences built. Only
     framework (PyTorch) defences are handed to ART as they are; otherwise they go in one

@@ -1,8 +1,8 @@
-"""Robustness evaluation: attacks scored against the true labels, sweeps over epsilon, the worst case
-over an ensemble of attacks, and the sanity checks a reviewer expects (docs/EVALUATION.md).
+"""Robustness evaluation: attacks scored against the true labels, sweeps over epsilon, the worst
+case over an ensemble of attacks, and the sanity checks a reviewer expects (docs/EVALUATION.md).
 
     >>> from er_art.evaluation import evaluate_attack, evaluate_ensemble, run_sanity_checks
-    >>> record = evaluate_attack(classifier, x, y, get_attack("pgd"), eps=0.1, max_iter=40, restarts=2)
+    >>> record = evaluate_attack(classifier, x, y, "pgd", eps=0.1, max_iter=40, restarts=2)
     >>> record["robust_accuracy"], record["success_rate"]
 
 Definitions (per example i, true label y_i):
@@ -38,23 +38,29 @@ EPS_TOLERANCE = 1e-9
 
 # ---------------------------------------------------------------------------- epsilon parsing
 def parse_eps(text: str, eps_grid: Sequence[float] = ()) -> list[float]:
-    """Epsilon values from ``"0.1"``, ``"0.1,0.2"``, a sweep ``"start:stop:step"`` (stop included within
-    float tolerance) or ``"paper"`` (the dataset's ``eps_grid``)."""
+    """Epsilon values from ``"0.1"``, ``"0.1,0.2"``, a sweep ``"start:stop:step"`` (stop included
+    within float tolerance) or ``"paper"`` (the dataset's ``eps_grid``)."""
     text = text.strip()
     if text == "paper":
         if not eps_grid:
-            raise ValueError("--eps paper needs a dataset with an eps_grid; give values or start:stop:step.")
+            raise ValueError(
+                "--eps paper needs a dataset with an eps_grid; give values or start:stop:step."
+            )
         return [float(e) for e in eps_grid]
     values: list[float] = []
     for part in (p.strip() for p in text.split(",")):
         if ":" in part:
             pieces = part.split(":")
             if len(pieces) != 3:
-                raise ValueError(f"Bad eps sweep {part!r}; accepted: start:stop:step, e.g. 0:0.3:0.05.")
+                raise ValueError(
+                    f"Bad eps sweep {part!r}; accepted: start:stop:step, e.g. 0:0.3:0.05."
+                )
             try:
                 start, stop, step = (float(p) for p in pieces)
             except ValueError:
-                raise ValueError(f"Bad eps sweep {part!r}; start, stop and step must be numbers.") from None
+                raise ValueError(
+                    f"Bad eps sweep {part!r}; start, stop and step must be numbers."
+                ) from None
             if not step > 0 or stop < start:
                 raise ValueError(f"Bad eps sweep {part!r}; accepted: step > 0 and stop >= start.")
             n = int(math.floor((stop - start) / step + 1e-6)) + 1
@@ -63,7 +69,9 @@ def parse_eps(text: str, eps_grid: Sequence[float] = ()) -> list[float]:
             try:
                 values.append(float(part))
             except ValueError:
-                raise ValueError(f"Bad eps {part!r}; accepted: a number, start:stop:step, or 'paper'.") from None
+                raise ValueError(
+                    f"Bad eps {part!r}; accepted: a number, start:stop:step, or 'paper'."
+                ) from None
     if any(v < 0 or not math.isfinite(v) for v in values):
         raise ValueError(f"eps values must be finite and >= 0, got {text!r}.")
     if not values:
@@ -97,7 +105,9 @@ def predict_labels(classifier: Any, x: np.ndarray, batch_size: int = 256) -> np.
 
 def perturbation_norms(x: np.ndarray, x_adv: np.ndarray, norm: str) -> np.ndarray:
     """``||x_adv - x||`` per example, in ``norm`` ("inf" or "2"), over all input dimensions."""
-    delta = (np.asarray(x_adv, dtype=np.float64) - np.asarray(x, dtype=np.float64)).reshape(len(x), -1)
+    delta = (np.asarray(x_adv, dtype=np.float64) - np.asarray(x, dtype=np.float64)).reshape(
+        len(x), -1
+    )
     return np.abs(delta).max(axis=1) if norm == "inf" else np.linalg.norm(delta, axis=1)
 
 
@@ -129,7 +139,8 @@ def generate_adversarial(
 ) -> tuple[np.ndarray, float, dict[str, Any]]:
     """Run ``spec`` on ``(x, y)``: ``(x_adv, seconds, the ART arguments used)``.
 
-    ``params`` may also hold the common options (``max_iter``, ``eps_step``, ``restarts``); they win.
+    ``params`` may also hold the common options (``max_iter``, ``eps_step``, ``restarts``);
+    they win.
     """
     params = dict(params or {})
     max_iter = params.pop("max_iter", max_iter)
@@ -232,15 +243,23 @@ def run_attack(
     """One attack at each epsilon (a minimal-perturbation attack runs once and is scored at each).
 
     For ``cw`` the epsilon values are L2 thresholds normalised per input dimension (the paper's
-    units, ``||delta||_2 / d``); ``l2_threshold`` (default 0.005) is used when ``eps_values`` is empty.
+    units, ``||delta||_2 / d``); ``l2_threshold`` (default 0.005) is used when ``eps_values`` is
+    empty.
     """
     spec = get_attack(attack_spec) if isinstance(attack_spec, str) else attack_spec
     clean_pred = predict_labels(classifier, x) if clean_pred is None else clean_pred
     dims = int(np.prod(x.shape[1:]))
     if spec.name == "cw" and not eps_values:
         eps_values = [CW_L2_THRESHOLD if l2_threshold is None else l2_threshold]
-    common = dict(eps_step=eps_step, max_iter=max_iter, restarts=restarts, batch_size=batch_size,
-                  targeted=targeted, seed=seed, params=params)
+    common = dict(
+        eps_step=eps_step,
+        max_iter=max_iter,
+        restarts=restarts,
+        batch_size=batch_size,
+        targeted=targeted,
+        seed=seed,
+        params=params,
+    )
     outcomes: list[AttackOutcome] = []
     cached: tuple[np.ndarray, float, dict[str, Any]] | None = None
     for eps in eps_values:
@@ -254,19 +273,44 @@ def run_attack(
         settings = _settings(spec, kwargs, targeted, seed)
         if spec.name == "cw":
             threshold = eps * dims
-            settings.update(l2_threshold=eps, l2_normalisation=f"||delta||_2 / {dims}", threshold_abs=threshold)
+            settings.update(
+                l2_threshold=eps, l2_normalisation=f"||delta||_2 / {dims}", threshold_abs=threshold
+            )
         elif not spec.budgeted:
             settings.update(threshold_abs=eps)
-        outcome = score(classifier, x, y, x_adv, spec, eps, clean_pred=clean_pred, threshold=threshold,
-                        time_s=elapsed, settings=settings)
-        logger.info("%s eps=%g: robust accuracy %.4f (%.1fs)", spec.name, eps, outcome.robust.mean(), elapsed)
+        outcome = score(
+            classifier,
+            x,
+            y,
+            x_adv,
+            spec,
+            eps,
+            clean_pred=clean_pred,
+            threshold=threshold,
+            time_s=elapsed,
+            settings=settings,
+        )
+        logger.info(
+            "%s eps=%g: robust accuracy %.4f (%.1fs)",
+            spec.name,
+            eps,
+            outcome.robust.mean(),
+            elapsed,
+        )
         outcomes.append(outcome)
     return outcomes
 
 
-def _settings(spec: AttackSpec, kwargs: dict[str, Any], targeted: bool, seed: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"threat": spec.threat, "iterative": spec.iterative, "budgeted": spec.budgeted,
-                           "targeted": bool(targeted), "seed": seed}
+def _settings(
+    spec: AttackSpec, kwargs: dict[str, Any], targeted: bool, seed: int
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "threat": spec.threat,
+        "iterative": spec.iterative,
+        "budgeted": spec.budgeted,
+        "targeted": bool(targeted),
+        "seed": seed,
+    }
     if "eps_step" in kwargs:
         out["eps_step"] = kwargs["eps_step"]
     if spec.max_iter_param and spec.max_iter_param in kwargs:
@@ -285,7 +329,7 @@ def evaluate_attack(
     eps: float,
     **options: Any,
 ) -> dict[str, Any]:
-    """One attack at one epsilon: its record (see :func:`summarise`). ``options`` as :func:`run_attack`'s."""
+    """One attack at one epsilon: its record (:func:`summarise`); ``options`` as :func:`run_attack`'s."""
     (outcome,) = run_attack(classifier, x, y, attack_spec, [eps], **options)
     return summarise(outcome)
 
@@ -344,7 +388,7 @@ def evaluate_ensemble(
     params: dict[str, dict[str, Any]] | None = None,
     progress: Callable[[str, float], None] | None = None,
 ) -> dict[float, list[AttackOutcome]]:
-    """Every attack in ``attacks`` at every epsilon, plus a ``worst-case`` outcome per epsilon (last).
+    """Every attack in ``attacks`` at every epsilon, plus a ``worst-case`` outcome per eps (last).
 
     :param max_iter: iterations of the iterative white-box attacks (default: each attack's own);
         Square keeps its own query budget unless set in ``params["square"]``.
@@ -361,9 +405,19 @@ def evaluate_ensemble(
         if progress:
             progress(spec.name, float("nan"))
         iters = max_iter if (spec.threat == "white-box" and spec.iterative) else None
-        outs = run_attack(classifier, x, y, spec, list(eps_values), max_iter=iters, restarts=restarts,
-                          batch_size=batch_size, seed=seed, params=(params or {}).get(spec.name),
-                          clean_pred=clean_pred)
+        outs = run_attack(
+            classifier,
+            x,
+            y,
+            spec,
+            list(eps_values),
+            max_iter=iters,
+            restarts=restarts,
+            batch_size=batch_size,
+            seed=seed,
+            params=(params or {}).get(spec.name),
+            clean_pred=clean_pred,
+        )
         for o in outs:
             by_eps[o.eps].append(o)
     for eps, outs in by_eps.items():
@@ -387,12 +441,17 @@ class CheckResult:
         return "PASS" if self.passed else "FAIL"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"check": self.name, "status": self.status, "message": self.message, "values": self.values,
-                "warning": self.warning}
+        return {
+            "check": self.name,
+            "status": self.status,
+            "message": self.message,
+            "values": self.values,
+            "warning": self.warning,
+        }
 
 
 def binomial_std(p: float, n: int) -> float:
-    """Standard deviation of an accuracy ``p`` measured on ``n`` examples: ``sqrt(p (1 - p) / n)``."""
+    """Standard deviation of an accuracy ``p`` on ``n`` examples: ``sqrt(p (1 - p) / n)``."""
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}.")
     p = min(max(float(p), 0.0), 1.0)
@@ -405,35 +464,77 @@ def noise_margin(p1: float, p2: float, n: int, z: float = 2.0) -> float:
     return max(z * math.sqrt(binomial_std(p1, n) ** 2 + binomial_std(p2, n) ** 2), 1.0 / n)
 
 
-def check_chance_at_full_range(accuracy: float, nb_classes: int, n: int, eps: float, margin: float = 0.05) -> CheckResult:
-    """(i) At eps = the whole input range every input is reachable: accuracy must be <= 1/nb_classes + margin."""
+def check_chance_at_full_range(
+    accuracy: float, nb_classes: int, n: int, eps: float, margin: float = 0.05
+) -> CheckResult:
+    """(i) At eps = the whole input range every input is reachable: accuracy must be at most
+    ``1 / nb_classes + margin``."""
     limit = 1.0 / nb_classes + margin
     passed = accuracy <= limit
-    msg = (f"accuracy {accuracy:.3f} at eps={eps:g} (whole input range) "
-           f"{'<=' if passed else '>'} chance 1/{nb_classes} + {margin:g} = {limit:.3f} (n={n})")
-    warning = None if passed else "The attack cannot reach chance with unlimited budget: gradient masking or a broken attack."
-    return CheckResult("chance at full range", passed, msg, {"accuracy": accuracy, "limit": limit, "eps": eps}, warning)
+    msg = (
+        f"accuracy {accuracy:.3f} at eps={eps:g} (whole input range) "
+        f"{'<=' if passed else '>'} chance 1/{nb_classes} + {margin:g} = {limit:.3f} (n={n})"
+    )
+    warning = (
+        None
+        if passed
+        else "The attack cannot reach chance with an unlimited budget: gradient masking or a "
+        "broken attack."
+    )
+    return CheckResult(
+        "chance at full range",
+        passed,
+        msg,
+        {"accuracy": accuracy, "limit": limit, "eps": eps},
+        warning,
+    )
 
 
-def check_more_iterations(acc_base: float, acc_stronger: float, n: int, label: str = "2x steps + restarts") -> CheckResult:
+def check_more_iterations(
+    acc_base: float, acc_stronger: float, n: int, label: str = "2x steps + restarts"
+) -> CheckResult:
     """(ii) More PGD steps / restarts must not raise accuracy beyond noise."""
     margin = noise_margin(acc_base, acc_stronger, n)
     passed = acc_stronger <= acc_base + margin
-    msg = (f"PGD accuracy {acc_base:.3f} -> {acc_stronger:.3f} with {label} "
-           f"(allowed rise {margin:.3f}, n={n})")
-    warning = None if passed else "A stronger PGD gives HIGHER accuracy: the attack is not converging (noisy or masked gradients)."
-    return CheckResult("more iterations do not help the model", passed, msg,
-                       {"accuracy": acc_base, "accuracy_stronger": acc_stronger, "margin": margin}, warning)
+    msg = (
+        f"PGD accuracy {acc_base:.3f} -> {acc_stronger:.3f} with {label} "
+        f"(allowed rise {margin:.3f}, n={n})"
+    )
+    warning = (
+        None
+        if passed
+        else "A stronger PGD gives HIGHER accuracy: the attack is not converging (noisy or "
+        "masked gradients)."
+    )
+    return CheckResult(
+        "more iterations do not help the model",
+        passed,
+        msg,
+        {"accuracy": acc_base, "accuracy_stronger": acc_stronger, "margin": margin},
+        warning,
+    )
 
 
-def check_iterative_beats_single_step(acc_iterative: float, acc_single: float, n: int) -> CheckResult:
+def check_iterative_beats_single_step(
+    acc_iterative: float, acc_single: float, n: int
+) -> CheckResult:
     """(iii) Iterative PGD must be at least as strong as single-step FGSM (within noise)."""
     margin = noise_margin(acc_iterative, acc_single, n)
     passed = acc_iterative <= acc_single + margin
-    msg = f"PGD accuracy {acc_iterative:.3f} vs FGSM {acc_single:.3f} (allowed excess {margin:.3f}, n={n})"
-    warning = None if passed else "Single-step FGSM beats iterative PGD: a sign of gradient masking."
-    return CheckResult("iterative at least as strong as single-step", passed, msg,
-                       {"pgd": acc_iterative, "fgsm": acc_single, "margin": margin}, warning)
+    msg = (
+        f"PGD accuracy {acc_iterative:.3f} vs FGSM {acc_single:.3f} "
+        f"(allowed excess {margin:.3f}, n={n})"
+    )
+    warning = (
+        None if passed else "Single-step FGSM beats iterative PGD: a sign of gradient masking."
+    )
+    return CheckResult(
+        "iterative at least as strong as single-step",
+        passed,
+        msg,
+        {"pgd": acc_iterative, "fgsm": acc_single, "margin": margin},
+        warning,
+    )
 
 
 def check_whitebox_beats_blackbox(acc_whitebox: float, acc_blackbox: float, n: int) -> CheckResult:
@@ -441,13 +542,26 @@ def check_whitebox_beats_blackbox(acc_whitebox: float, acc_blackbox: float, n: i
     gradients are masked and the white-box numbers overstate robustness."""
     margin = noise_margin(acc_whitebox, acc_blackbox, n)
     passed = acc_blackbox >= acc_whitebox - margin
-    msg = f"Square (black-box) accuracy {acc_blackbox:.3f} vs PGD (white-box) {acc_whitebox:.3f} (allowed gap {margin:.3f}, n={n})"
-    warning = None if passed else (
-        "GRADIENT MASKING: the black-box Square attack is stronger than white-box PGD; white-box figures "
-        "overstate robustness."
+    msg = (
+        f"Square (black-box) accuracy {acc_blackbox:.3f} vs PGD (white-box) {acc_whitebox:.3f} "
+        f"(allowed gap {margin:.3f}, n={n})"
     )
-    return CheckResult("white-box at least as strong as black-box", passed, msg,
-                       {"pgd": acc_whitebox, "square": acc_blackbox, "margin": margin}, warning)
+    warning = (
+        None
+        if passed
+        else (
+            "GRADIENT MASKING: the black-box Square attack is stronger than white-box PGD; "
+            "white-box figures "
+            "overstate robustness."
+        )
+    )
+    return CheckResult(
+        "white-box at least as strong as black-box",
+        passed,
+        msg,
+        {"pgd": acc_whitebox, "square": acc_blackbox, "margin": margin},
+        warning,
+    )
 
 
 def run_sanity_checks(
@@ -474,23 +588,49 @@ def run_sanity_checks(
     n = len(y)
     clean_pred = predict_labels(classifier, x)
 
-    def acc(method: str, e: float, iters: int | None, rst: int | None, params: dict[str, Any] | None = None) -> float:
+    def acc(
+        method: str,
+        e: float,
+        iters: int | None,
+        rst: int | None,
+        params: dict[str, Any] | None = None,
+    ) -> float:
         for o in reuse:
-            if (o.method == method and abs(o.eps - e) < EPS_TOLERANCE
-                    and (iters is None or o.settings.get("max_iter") == iters)
-                    and (rst is None or o.settings.get("restarts") == rst)):
+            if (
+                o.method == method
+                and abs(o.eps - e) < EPS_TOLERANCE
+                and (iters is None or o.settings.get("max_iter") == iters)
+                and (rst is None or o.settings.get("restarts") == rst)
+            ):
                 return float(o.robust.mean())
-        (o,) = run_attack(classifier, x, y, method, [e], max_iter=iters, restarts=rst, batch_size=batch_size,
-                          seed=seed, params=params, clean_pred=clean_pred)
+        (o,) = run_attack(
+            classifier,
+            x,
+            y,
+            method,
+            [e],
+            max_iter=iters,
+            restarts=rst,
+            batch_size=batch_size,
+            seed=seed,
+            params=params,
+            clean_pred=clean_pred,
+        )
         return float(o.robust.mean())
 
     lo, hi = classifier.clip_values if classifier.clip_values is not None else (0.0, 1.0)
     full = float(np.max(hi) - np.min(lo))
     pgd = acc("pgd", eps, max_iter, restarts)
     results = [
-        check_chance_at_full_range(acc("pgd", full, max_iter, restarts), classifier.nb_classes, n, full, chance_margin),
-        check_more_iterations(pgd, acc("pgd", eps, 2 * max_iter, restarts + 1), n,
-                              label=f"{2 * max_iter} steps, {restarts + 1} restarts"),
+        check_chance_at_full_range(
+            acc("pgd", full, max_iter, restarts), classifier.nb_classes, n, full, chance_margin
+        ),
+        check_more_iterations(
+            pgd,
+            acc("pgd", eps, 2 * max_iter, restarts + 1),
+            n,
+            label=f"{2 * max_iter} steps, {restarts + 1} restarts",
+        ),
         check_iterative_beats_single_step(pgd, acc("fgsm", eps, None, None), n),
         check_whitebox_beats_blackbox(pgd, acc("square", eps, square_max_iter, 1, None), n),
     ]

@@ -41,8 +41,12 @@ def plot_accuracy_vs_eps(
     for i, ((run, method), points) in enumerate(sorted(series.items())):
         points.sort()
         parts = [p for p in (run if len(runs) > 1 else "", method if len(methods) > 1 else "") if p]
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker=markers[i % len(markers)],
-                label=" / ".join(parts) or method)
+        ax.plot(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            marker=markers[i % len(markers)],
+            label=" / ".join(parts) or method,
+        )
     ax.set_xlabel("epsilon")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(-2, 102)

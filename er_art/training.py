@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import random
 import signal
 import subprocess
@@ -153,22 +152,15 @@ def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
 
 
 def auto_embedding_dim(spec: DatasetSpec, data_dir: str | None, n: int = 1000) -> int:
-    """k: the Levina-Bickel intrinsic dimension (k1 = 6, k2 = 12) of ``n`` train images, rounded."""
-    try:
-        from er_art.intrinsic_dim import estimate_intrinsic_dim
-    except ImportError as err:
-        raise ValueError(
-            "embedding dim 'auto' needs er_art.intrinsic_dim, which is not installed."
-        ) from err
-    x, _ = spec.arrays("train", data_dir, limit=n)
-    estimate = float(estimate_intrinsic_dim(x.reshape(len(x), -1), k1=6, k2=12))
-    if not math.isfinite(estimate):
-        raise ValueError(
-            f"The intrinsic dimension estimate of {spec.name!r} is not finite ({estimate})."
-        )
-    k = max(1, round(estimate))
-    logger.info("intrinsic dimension of %s: %.2f -> embedding dim %d", spec.name, estimate, k)
-    return k
+    """k: the rounded Levina-Bickel intrinsic dimension (k1=6, k2=12) of n random train images."""
+    from er_art.intrinsic_dim import suggest_embedding_dim
+
+    return suggest_embedding_dim(spec.name, data_dir, n_samples=n)
+
+
+def dataset_spec(cfg: TrainingConfig) -> DatasetSpec:
+    """The dataset plugin of a config, completed from its files where needed (npz)."""
+    return get_dataset(cfg.dataset).resolve(cfg.data_dir)
 
 
 def resolve_config(config: TrainingConfig) -> TrainingConfig:
@@ -176,7 +168,7 @@ def resolve_config(config: TrainingConfig) -> TrainingConfig:
     ``LookupError`` with close matches for unknown plugin names)."""
     cfg = dataclasses.replace(config)
     trainer = get_trainer(cfg.trainer)
-    spec = get_dataset(cfg.dataset)
+    spec = dataset_spec(cfg)
     resolve_device_type(cfg.device)
     channels = spec.input_shape[0]
     if cfg.arch is None:
@@ -488,7 +480,7 @@ class _Run:
         self.previous_threads = torch.get_num_threads()  # restored when the run ends
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
-        self.spec = get_dataset(cfg.dataset)
+        self.spec = dataset_spec(cfg)
         self.trainer: TrainerSpec = get_trainer(cfg.trainer)
         self.trainer.check_classifier(classifier)
         train_set = self.spec.load("train", cfg.data_dir)
@@ -693,7 +685,7 @@ def train(
             f"{run_dir} already holds a training run; "
             "resume it with --resume or pick another --out."
         )
-    spec = get_dataset(cfg.dataset)
+    spec = dataset_spec(cfg)
     spec.load("test", cfg.data_dir)  # missing files fail here, before anything is written
     prepare_run_dir(run_dir)
     write_json(
@@ -745,7 +737,7 @@ def resume(
         resolve_device_type(device)
         cfg.device = device
     prepare_run_dir(run_dir)
-    spec = get_dataset(cfg.dataset)
+    spec = dataset_spec(cfg)
     training = None
     if (run_dir / RUN_CHECKPOINT).is_file():
         payload = read_checkpoint(run_dir / RUN_CHECKPOINT)

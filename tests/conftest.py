@@ -12,6 +12,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# Small CPU nets on a shared 2-core machine: one intra-op thread is up to 10x faster than two
+# (OpenMP oversubscription). Override with ER_ART_TEST_THREADS.
+torch.set_num_threads(int(os.environ.get("ER_ART_TEST_THREADS", "1")))
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 

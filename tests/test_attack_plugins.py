@@ -1,4 +1,4 @@
-"""Attack and defence plugins: the contract of every registered spec, step-size rules, third-party plugins."""
+"""Attack and defence plugins: the contract of every spec, step-size rules, third-party plugins."""
 
 from __future__ import annotations
 
@@ -10,9 +10,27 @@ import pytest
 import er_art
 from er_art import registry
 from er_art.attacks import NORMS, THREATS, AttackSpec, attack_names, get_attack, pgd_step
-from er_art.defences import DefenceSpec, DefenceUnavailableError, apply_defences, defence_names, get_defence
+from er_art.defences import (
+    DefenceSpec,
+    DefenceUnavailableError,
+    apply_defences,
+    defence_names,
+    get_defence,
+)
 
-BUILT_IN_ATTACKS = {"pgd", "fgsm", "bim", "cw", "cw-linf", "apgd-ce", "apgd-dlr", "autoattack", "deepfool", "square", "hsj"}
+BUILT_IN_ATTACKS = {
+    "pgd",
+    "fgsm",
+    "bim",
+    "cw",
+    "cw-linf",
+    "apgd-ce",
+    "apgd-dlr",
+    "autoattack",
+    "deepfool",
+    "square",
+    "hsj",
+}
 BUILT_IN_DEFENCES = {"feature-squeezing", "spatial-smoothing", "spatial-smoothing-pytorch", "jpeg"}
 
 # Tiny settings per attack so that every one runs in well under a second on an untrained tiny model.
@@ -52,7 +70,12 @@ def test_built_in_attacks_are_registered_specs():
         assert spec.factory.__module__.startswith("er_art.plugins.attacks")
     assert get_attack("square").threat == "black-box" and get_attack("hsj").threat == "black-box"
     assert not get_attack("fgsm").iterative and get_attack("pgd").iterative
-    assert {n for n in BUILT_IN_ATTACKS if not get_attack(n).budgeted} == {"cw", "cw-linf", "deepfool", "hsj"}
+    assert {n for n in BUILT_IN_ATTACKS if not get_attack(n).budgeted} == {
+        "cw",
+        "cw-linf",
+        "deepfool",
+        "hsj",
+    }
 
 
 def test_autoattack_is_named_for_what_it_runs():
@@ -122,7 +145,9 @@ def test_every_attack_generates_valid_adversarial_examples(tiny, name):
     options = dict(FAST[name])
     common = {k: options.pop(k) for k in ("max_iter", "restarts") if k in options}
     eps = 0.1 if spec.budgeted else None
-    x_adv, seconds, kwargs = generate_adversarial(clf, x, y, spec, eps, batch_size=4, params=options, **common)
+    x_adv, seconds, kwargs = generate_adversarial(
+        clf, x, y, spec, eps, batch_size=4, params=options, **common
+    )
     assert x_adv.shape == x.shape and x_adv.dtype == np.float32
     assert x_adv.min() >= 0.0 - 1e-6 and x_adv.max() <= 1.0 + 1e-6
     assert seconds >= 0
@@ -144,8 +169,14 @@ def _fake_entry_points(monkeypatch, group_name: str, name: str, obj):
     def fake(group: str):
         found = real(group)
         if group == group_name:
-            found.append(SimpleNamespace(name=name, value=f"third_party:{name}", dist=SimpleNamespace(name="third-party"),
-                                         load=lambda: obj))
+            found.append(
+                SimpleNamespace(
+                    name=name,
+                    value=f"third_party:{name}",
+                    dist=SimpleNamespace(name="third-party"),
+                    load=lambda: obj,
+                )
+            )
         return found
 
     monkeypatch.setattr(registry, "_entry_points", fake)
@@ -160,16 +191,28 @@ def test_third_party_attack_through_entry_points(monkeypatch, tiny):
 
         return FastGradientMethod(classifier, **kwargs)
 
-    plugin = AttackSpec("my-fgsm", factory=factory, norm="inf", threat="white-box", iterative=False,
-                        defaults={"batch_size": 32}, eps_step_rule=lambda e, _n: e, max_iter_param=None,
-                        description="third-party FGSM", paper="-")
+    plugin = AttackSpec(
+        "my-fgsm",
+        factory=factory,
+        norm="inf",
+        threat="white-box",
+        iterative=False,
+        defaults={"batch_size": 32},
+        eps_step_rule=lambda e, _n: e,
+        max_iter_param=None,
+        description="third-party FGSM",
+        paper="-",
+    )
     _fake_entry_points(monkeypatch, "er_art.attacks", "my-fgsm", plugin)
     try:
         assert "my-fgsm" in attack_names()
         assert get_attack("my-fgsm") is plugin
         clf, x, y = tiny
         record = evaluate_attack(clf, x, y, "my-fgsm", 0.1)
-        assert record["method"] == "my-fgsm" and 0.0 <= record["robust_accuracy"] <= record["clean_accuracy"]
+        assert (
+            record["method"] == "my-fgsm"
+            and 0.0 <= record["robust_accuracy"] <= record["clean_accuracy"]
+        )
     finally:
         monkeypatch.undo()
         registry.clear_cache()
@@ -200,7 +243,9 @@ def _kornia_missing() -> bool:
     return importlib.util.find_spec("kornia") is None
 
 
-@pytest.mark.parametrize("name", ["feature-squeezing", "spatial-smoothing", "jpeg", "spatial-smoothing-pytorch"])
+@pytest.mark.parametrize(
+    "name", ["feature-squeezing", "spatial-smoothing", "jpeg", "spatial-smoothing-pytorch"]
+)
 def test_defence_builds_with_the_classifiers_settings(tiny, name):
     clf, x, _ = tiny
     if name == "spatial-smoothing-pytorch" and _kornia_missing():

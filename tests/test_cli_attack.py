@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from er_art.cli.app import app
 from typer.testing import CliRunner
 
 import er_art
 from er_art.checkpoint import save_classifier
-from er_art.cli.app import app
 from er_art.runs import mark_latest, write_json
 
 pytestmark = pytest.mark.integration
@@ -23,8 +23,13 @@ FAST = ["--max-iter", "2", "-n", "24", "--batch-size", "24"]
 def make_run(run_dir: Path, classifier, trainer: str) -> Path:
     """A run directory as ``er-art train`` writes it (run.json + checkpoint.pt)."""
     save_classifier(classifier, run_dir / "checkpoint.pt")
-    write_json(run_dir / "run.json", {"config": {"dataset": "digits", "data_dir": None, "trainer": trainer, "eps": 0.1},
-                                      "status": "finished"})
+    write_json(
+        run_dir / "run.json",
+        {
+            "config": {"dataset": "digits", "data_dir": None, "trainer": trainer, "eps": 0.1},
+            "status": "finished",
+        },
+    )
     return run_dir
 
 
@@ -45,7 +50,19 @@ def invoke(*args: str):
 def test_attack_sweep_writes_results_and_plot(runs, tmp_path):
     _, er, _ = runs
     out = tmp_path / "out"
-    result = invoke("attack", "-c", str(er), "--method", "pgd", "--eps", "0:0.2:0.1", *FAST, "--out", str(out), "--plot")
+    result = invoke(
+        "attack",
+        "-c",
+        str(er),
+        "--method",
+        "pgd",
+        "--eps",
+        "0:0.2:0.1",
+        *FAST,
+        "--out",
+        str(out),
+        "--plot",
+    )
     assert result.exit_code == 0, result.output
     assert "robust" in result.output and "pgd" in result.output
     records = json.loads((out / "results.json").read_text())
@@ -75,8 +92,23 @@ def test_attack_defaults_to_latest_run_and_its_training_eps(runs, tmp_path, monk
 def test_several_checkpoints_er_and_baseline_with_defence(runs, tmp_path):
     _, er, plain = runs
     out = tmp_path / "both"
-    result = invoke("attack", "-c", str(er), "-c", str(plain), "--method", "bim", "--eps", "0.1", *FAST,
-                    "--defence", "feature-squeezing", "--out", str(out), "--plot")
+    result = invoke(
+        "attack",
+        "-c",
+        str(er),
+        "-c",
+        str(plain),
+        "--method",
+        "bim",
+        "--eps",
+        "0.1",
+        *FAST,
+        "--defence",
+        "feature-squeezing",
+        "--out",
+        str(out),
+        "--plot",
+    )
     assert result.exit_code == 0, result.output
     records = json.loads((out / "results.json").read_text())
     assert {r["label"] for r in records} == {"er", "plain"}
@@ -86,8 +118,20 @@ def test_several_checkpoints_er_and_baseline_with_defence(runs, tmp_path):
 def test_cw_reports_accuracy_under_the_l2_threshold(runs, tmp_path):
     _, er, _ = runs
     out = tmp_path / "cw"
-    result = invoke("attack", "-c", str(er), "--method", "cw", "--l2-threshold", "0.01", *FAST,
-                    "--param", "binary_search_steps=1", "--out", str(out))
+    result = invoke(
+        "attack",
+        "-c",
+        str(er),
+        "--method",
+        "cw",
+        "--l2-threshold",
+        "0.01",
+        *FAST,
+        "--param",
+        "binary_search_steps=1",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     (record,) = json.loads((out / "results.json").read_text())
     assert record["l2_threshold"] == 0.01 and record["threshold_abs"] == pytest.approx(0.64)
@@ -97,8 +141,22 @@ def test_cw_reports_accuracy_under_the_l2_threshold(runs, tmp_path):
 def test_method_all_prints_worst_case_and_checks(runs, tmp_path):
     _, er, _ = runs
     out = tmp_path / "all"
-    result = invoke("attack", "-c", str(er), "--method", "all", "--eps", "0.1", *FAST, "--attacks", "pgd,fgsm,square",
-                    "--param", "square.max_iter=5", "--out", str(out))
+    result = invoke(
+        "attack",
+        "-c",
+        str(er),
+        "--method",
+        "all",
+        "--eps",
+        "0.1",
+        *FAST,
+        "--attacks",
+        "pgd,fgsm,square",
+        "--param",
+        "square.max_iter=5",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     assert "worst-case" in result.output
     for name in ("chance at full range", "more iterations", "iterative", "white-box"):
@@ -113,8 +171,25 @@ def test_method_all_prints_worst_case_and_checks(runs, tmp_path):
 def test_evaluate_command(runs, tmp_path):
     _, er, _ = runs
     out = tmp_path / "eval"
-    result = invoke("evaluate", "-c", str(er), "--eps", "0.05,0.1", "--attacks", "pgd,apgd-ce,fgsm,square",
-                    "--max-iter", "2", "--restarts", "1", "--square-iter", "5", "-n", "24", "--out", str(out))
+    result = invoke(
+        "evaluate",
+        "-c",
+        str(er),
+        "--eps",
+        "0.05,0.1",
+        "--attacks",
+        "pgd,apgd-ce,fgsm,square",
+        "--max-iter",
+        "2",
+        "--restarts",
+        "1",
+        "--square-iter",
+        "5",
+        "-n",
+        "24",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     records = json.loads((out / "results.json").read_text())
     worst = [r for r in records if r["method"] == "worst-case"]

@@ -33,7 +33,9 @@ def er_pgd(tmp_path_factory):
     from er_art.training import TrainingConfig, train
 
     run_dir = tmp_path_factory.mktemp("er-pgd") / "run"
-    config = TrainingConfig(dataset="digits", trainer="er-pgd", epochs=6, max_iter=5, device="cpu", seed=0)
+    config = TrainingConfig(
+        dataset="digits", trainer="er-pgd", epochs=6, max_iter=5, device="cpu", seed=0
+    )
     return train(config, run_dir, latest_root=None).classifier
 
 
@@ -48,26 +50,46 @@ def plain_cnn(digits):
 
 def test_pgd_sweep_on_a_trained_model(trained_digits, test_set):
     x, y = test_set
-    records = sweep_attack(trained_digits, x, y, "pgd", [0.0, 0.05, 0.1, 0.2, 0.3, 1.0], max_iter=10, batch_size=N)
+    records = sweep_attack(
+        trained_digits, x, y, "pgd", [0.0, 0.05, 0.1, 0.2, 0.3, 1.0], max_iter=10, batch_size=N
+    )
     acc = [r["robust_accuracy"] for r in records]
     clean = float((trained_digits.predict(x).argmax(1) == y).mean())
     assert acc[0] == records[0]["clean_accuracy"] == pytest.approx(clean)  # eps = 0 changes nothing
     assert clean > 0.8
-    for lower, higher in zip(acc, acc[1:]):
-        assert higher <= lower + 1.0 / N, acc  # never more accurate under a larger budget (one example of slack)
+    for lower, higher in zip(acc, acc[1:], strict=False):
+        assert higher <= lower + 1.0 / N, (
+            acc
+        )  # never more accurate under a larger budget (one example of slack)
     assert acc[-1] <= 0.15, acc  # eps = the whole input range
 
 
 def test_plain_model_is_clearly_less_robust_than_er_classifier(er_pgd, plain_cnn, digits):
-    x, y = digits[2], digits[3]  # the whole test split (397): the gap at eps 0.1 is ~10 points on digits
+    x, y = (
+        digits[2],
+        digits[3],
+    )  # the whole test split (397): the gap at eps 0.1 is ~10 points on digits
     n = len(y)
     er_clean = float((er_pgd.predict(x).argmax(1) == y).mean())
     plain_clean = float((plain_cnn.predict(x).argmax(1) == y).mean())
     assert er_clean > 0.8 and plain_clean > 0.8, (er_clean, plain_clean)
-    er_rob, er_rob2 = (r["robust_accuracy"] for r in
-                       sweep_attack(er_pgd, x, y, "pgd", [TRAIN_EPS, 2 * TRAIN_EPS], max_iter=10, batch_size=n))
-    plain_rob, plain_rob2 = (r["robust_accuracy"] for r in
-                             sweep_attack(plain_cnn, x, y, "pgd", [TRAIN_EPS, 2 * TRAIN_EPS], max_iter=10, batch_size=n))
-    margin = 2 * np.sqrt((er_rob * (1 - er_rob) + plain_rob * (1 - plain_rob)) / n)  # 2 std of the difference
+    er_rob, er_rob2 = (
+        r["robust_accuracy"]
+        for r in sweep_attack(
+            er_pgd, x, y, "pgd", [TRAIN_EPS, 2 * TRAIN_EPS], max_iter=10, batch_size=n
+        )
+    )
+    plain_rob, plain_rob2 = (
+        r["robust_accuracy"]
+        for r in sweep_attack(
+            plain_cnn, x, y, "pgd", [TRAIN_EPS, 2 * TRAIN_EPS], max_iter=10, batch_size=n
+        )
+    )
+    margin = 2 * np.sqrt(
+        (er_rob * (1 - er_rob) + plain_rob * (1 - plain_rob)) / n
+    )  # 2 std of the difference
     assert er_rob > plain_rob + margin, (er_rob, plain_rob, margin)
-    assert er_rob2 > plain_rob2 + 0.15, (er_rob2, plain_rob2)  # and far apart at twice the training eps
+    assert er_rob2 > plain_rob2 + 0.15, (
+        er_rob2,
+        plain_rob2,
+    )  # and far apart at twice the training eps

@@ -1,4 +1,4 @@
-"""er_art.evaluation: eps parsing, scoring against the true labels, worst case, sanity checks, plots."""
+"""er_art.evaluation: eps parsing, scoring against true labels, worst case, sanity checks, plots."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_parse_eps_rejects_bad_values(text):
         parse_eps(text)
 
 
-# ---------------------------------------------------------------------------- scoring on synthetic data
+# ------------------------------------------------------------------ scoring on synthetic data
 class LookupClassifier:
     """A fake ART classifier: the class is the rounded mean of the input (scoring logic only)."""
 
@@ -111,8 +111,13 @@ def test_minimal_perturbation_attack_is_robust_beyond_its_threshold():
 
 
 def test_worst_case_is_per_example():
-    base = dict(eps=0.1, norm="inf", clean_correct=np.array([True, True, True, False]),
-                perturbation=np.zeros(4), time_s=0.0)
+    base = dict(
+        eps=0.1,
+        norm="inf",
+        clean_correct=np.array([True, True, True, False]),
+        perturbation=np.zeros(4),
+        time_s=0.0,
+    )
     a = AttackOutcome("a", robust=np.array([True, False, True, False]), **base)
     b = AttackOutcome("b", robust=np.array([True, True, False, False]), **base)
     assert worst_case([a, b]).tolist() == [True, False, False, False]
@@ -126,7 +131,7 @@ def test_target_labels_differ_from_true_labels():
     assert (t != y).all() and t.min() >= 0 and t.max() <= 9
 
 
-# ---------------------------------------------------------------------------- checks (pure functions)
+# ------------------------------------------------------------------ checks (pure functions)
 def test_binomial_noise():
     assert binomial_std(0.5, 100) == pytest.approx(0.05)
     assert binomial_std(0.0, 100) == 0.0
@@ -140,7 +145,12 @@ def test_check_chance_at_full_range():
     assert check_chance_at_full_range(0.0, 10, 100, 1.0).passed
     assert check_chance_at_full_range(0.14, 10, 100, 1.0, margin=0.05).passed
     failed = check_chance_at_full_range(0.4, 10, 100, 1.0)
-    assert not failed.passed and failed.status == "FAIL" and "0.400" in failed.message and failed.warning
+    assert (
+        not failed.passed
+        and failed.status == "FAIL"
+        and "0.400" in failed.message
+        and failed.warning
+    )
 
 
 def test_check_more_iterations_allows_noise_only():
@@ -172,11 +182,30 @@ def sample(digits):
 
 def test_evaluate_attack_record(trained_digits, sample):
     x, y = sample
-    record = evaluate_attack(trained_digits, x, y, "pgd", 0.2, max_iter=3, restarts=1, batch_size=16)
-    for key in ("method", "eps", "norm", "clean_accuracy", "robust_accuracy", "success_rate", "mean_perturbation",
-                "max_perturbation", "time_s", "n_samples", "eps_step", "max_iter", "restarts"):
+    record = evaluate_attack(
+        trained_digits, x, y, "pgd", 0.2, max_iter=3, restarts=1, batch_size=16
+    )
+    for key in (
+        "method",
+        "eps",
+        "norm",
+        "clean_accuracy",
+        "robust_accuracy",
+        "success_rate",
+        "mean_perturbation",
+        "max_perturbation",
+        "time_s",
+        "n_samples",
+        "eps_step",
+        "max_iter",
+        "restarts",
+    ):
         assert key in record
-    assert record["n_samples"] == 32 and record["max_iter"] == 3 and record["eps_step"] == pytest.approx(2.5 * 0.2 / 3)
+    assert (
+        record["n_samples"] == 32
+        and record["max_iter"] == 3
+        and record["eps_step"] == pytest.approx(2.5 * 0.2 / 3)
+    )
     assert 0.0 <= record["robust_accuracy"] < record["clean_accuracy"] <= 1.0
     assert record["max_perturbation"] <= 0.2 + 1e-6
     json.dumps(record)
@@ -190,8 +219,15 @@ def test_eps_zero_leaves_accuracy_at_clean(trained_digits, sample):
 
 def test_cw_is_scored_under_a_normalised_l2_threshold(trained_digits, sample):
     x, y = sample
-    records = sweep_attack(trained_digits, x[:16], y[:16], "cw", [0.0, 0.005, 1.0], max_iter=3,
-                           params={"binary_search_steps": 2})
+    records = sweep_attack(
+        trained_digits,
+        x[:16],
+        y[:16],
+        "cw",
+        [0.0, 0.005, 1.0],
+        max_iter=3,
+        params={"binary_search_steps": 2},
+    )
     assert [r["l2_threshold"] for r in records] == [0.0, 0.005, 1.0]
     assert records[1]["threshold_abs"] == pytest.approx(0.005 * 64)  # 8x8 digits: 64 dimensions
     accs = [r["robust_accuracy"] for r in records]
@@ -201,12 +237,23 @@ def test_cw_is_scored_under_a_normalised_l2_threshold(trained_digits, sample):
 
 def test_ensemble_worst_case_is_no_better_than_any_attack(trained_digits, sample):
     x, y = sample
-    by_eps = evaluate_ensemble(trained_digits, x, y, [0.1, 0.2], ["pgd", "fgsm", "square"], max_iter=3,
-                               params={"square": {"max_iter": 5}})
+    by_eps = evaluate_ensemble(
+        trained_digits,
+        x,
+        y,
+        [0.1, 0.2],
+        ["pgd", "fgsm", "square"],
+        max_iter=3,
+        params={"square": {"max_iter": 5}},
+    )
     assert sorted(by_eps) == [0.1, 0.2]
     for outcomes in by_eps.values():
         *attacks, worst = outcomes
-        assert worst.method == "worst-case" and [o.method for o in attacks] == ["pgd", "fgsm", "square"]
+        assert worst.method == "worst-case" and [o.method for o in attacks] == [
+            "pgd",
+            "fgsm",
+            "square",
+        ]
         assert worst.robust.mean() <= min(o.robust.mean() for o in attacks)
     with pytest.raises(ValueError, match="norm"):
         evaluate_ensemble(trained_digits, x, y, [0.1], ["pgd", "deepfool"])
@@ -217,14 +264,20 @@ def test_sanity_checks_on_a_trained_model(trained_digits, sample):
     x, y = sample
     results = run_sanity_checks(trained_digits, x, y, 0.1, max_iter=5, square_max_iter=20)
     assert len(results) == 4 and all(r.status in ("PASS", "FAIL") for r in results)
-    assert results[0].passed, results[0].message  # PGD reaches chance when it may change every pixel
+    assert results[0].passed, results[
+        0
+    ].message  # PGD reaches chance when it may change every pixel
 
 
 def test_plot_accuracy_vs_eps(tmp_path):
     from er_art.plotting import plot_accuracy_vs_eps
 
-    records = [{"eps": e, "robust_accuracy": 1 - e, "method": m, "label": run}
-               for e in (0.0, 0.1, 0.2) for m in ("pgd", "fgsm") for run in ("a", "b")]
+    records = [
+        {"eps": e, "robust_accuracy": 1 - e, "method": m, "label": run}
+        for e in (0.0, 0.1, 0.2)
+        for m in ("pgd", "fgsm")
+        for run in ("a", "b")
+    ]
     path = plot_accuracy_vs_eps(records, tmp_path / "fig.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError):

@@ -16,6 +16,8 @@ from art.attacks.evasion.projected_gradient_descent.projected_gradient_descent_p
 import er_art
 
 pytestmark = pytest.mark.gpu
+# cuDNN convolutions may use TF32 on recent GPUs: CPU and CUDA logits agree to about 1e-3.
+ACROSS_DEVICES = {"rtol": 1e-2, "atol": 2e-3}
 
 
 def on_cuda(clf) -> bool:
@@ -91,11 +93,11 @@ def test_save_on_cuda_load_on_cpu_and_back(cuda_clf, digits, tmp_path):
     x = digits[2][:32]
     on_cpu = er_art.load_classifier(path, device_type="cpu")
     assert on_cpu.device.type == "cpu"
-    np.testing.assert_allclose(on_cpu.predict(x), cuda_clf.predict(x), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(on_cpu.predict(x), cuda_clf.predict(x), **ACROSS_DEVICES)
     path_cpu = er_art.save_classifier(on_cpu, tmp_path / "cpu.pt")
     back = er_art.load_classifier(path_cpu, device_type="cuda")
     assert on_cuda(back)
-    np.testing.assert_allclose(back.predict(x), cuda_clf.predict(x), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(back.predict(x), cuda_clf.predict(x), **ACROSS_DEVICES)
     back.fit(
         digits[0][:128], digits[1][:128], batch_size=64, nb_epochs=1
     )  # optimizer state moved too
@@ -106,5 +108,5 @@ def test_pickle_on_cuda(cuda_clf, digits):
     clone = pickle.loads(pickle.dumps(cuda_clf))
     assert on_cuda(clone)
     np.testing.assert_allclose(
-        clone.predict(digits[2][:8]), cuda_clf.predict(digits[2][:8]), rtol=1e-5
+        clone.predict(digits[2][:8]), cuda_clf.predict(digits[2][:8]), rtol=1e-4, atol=1e-5
     )

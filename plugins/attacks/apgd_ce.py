@@ -1,4 +1,4 @@
-"""``apgd-ce``: Auto-PGD with the cross-entropy loss, L-infinity (ART ``AutoProjectedGradientDescent``).
+"""``apgd-ce``: Auto-PGD, cross-entropy loss, L-infinity (ART ``AutoProjectedGradientDescent``).
 
 [Croce & Hein, 2020] "Reliable evaluation of adversarial robustness with an ensemble of diverse
 parameter-free attacks" (https://arxiv.org/abs/2003.01690). Distance measure: Linf. White-box,
@@ -32,7 +32,9 @@ from er_art.attacks import AttackSpec
 def _build(classifier: Any, **kwargs: Any) -> Any:
     from art.attacks.evasion import AutoProjectedGradientDescent
 
-    return AutoProjectedGradientDescent(classifier, norm=np.inf, loss_type="cross_entropy", verbose=False, **kwargs)
+    return AutoProjectedGradientDescent(
+        classifier, norm=np.inf, loss_type="cross_entropy", verbose=False, **kwargs
+    )
 
 
 ATTACK = AttackSpec(

@@ -19,7 +19,7 @@ Arguments (ART names, member settings prefixed):
     square_max_iter (int): Square Attack queries per restart. (Default: 5000)
     targeted (bool): targeted attack. (Default: False)
     batch_size (int): attack batch size. (Default: 128)
-    parallel_pool_size (int): processes running attacks in parallel; 0 runs them in turn. (Default: 0)
+    parallel_pool_size (int): processes running attacks in parallel; 0: in turn. (Default: 0)
 
 Shape:
     - images: (N, C, H, W) in ``clip_values``; labels: (N,) int or (N, nb_classes) one-hot.
@@ -54,18 +54,48 @@ def _build(
 ) -> Any:
     from art.attacks.evasion import AutoAttack, AutoProjectedGradientDescent, DeepFool, SquareAttack
 
-    apgd = {"norm": np.inf, "eps": eps, "eps_step": eps_step, "max_iter": apgd_max_iter, "targeted": False,
-            "nb_random_init": nb_random_init, "batch_size": batch_size, "verbose": False}
+    apgd = {
+        "norm": np.inf,
+        "eps": eps,
+        "eps_step": eps_step,
+        "max_iter": apgd_max_iter,
+        "targeted": False,
+        "nb_random_init": nb_random_init,
+        "batch_size": batch_size,
+        "verbose": False,
+    }
     members = [
         AutoProjectedGradientDescent(classifier, loss_type="cross_entropy", **apgd),
         AutoProjectedGradientDescent(classifier, loss_type="difference_logits_ratio", **apgd),
-        DeepFool(classifier, max_iter=deepfool_max_iter, epsilon=deepfool_epsilon, nb_grads=10,
-                 batch_size=batch_size, verbose=False),
-        SquareAttack(classifier, norm=np.inf, max_iter=square_max_iter, eps=eps, p_init=0.8,
-                     nb_restarts=max(nb_random_init, 1), batch_size=batch_size, verbose=False),
+        DeepFool(
+            classifier,
+            max_iter=deepfool_max_iter,
+            epsilon=deepfool_epsilon,
+            nb_grads=10,
+            batch_size=batch_size,
+            verbose=False,
+        ),
+        SquareAttack(
+            classifier,
+            norm=np.inf,
+            max_iter=square_max_iter,
+            eps=eps,
+            p_init=0.8,
+            nb_restarts=max(nb_random_init, 1),
+            batch_size=batch_size,
+            verbose=False,
+        ),
     ]
-    return AutoAttack(classifier, norm=np.inf, eps=eps, eps_step=eps_step, attacks=members, batch_size=batch_size,
-                      targeted=targeted, parallel_pool_size=parallel_pool_size)
+    return AutoAttack(
+        classifier,
+        norm=np.inf,
+        eps=eps,
+        eps_step=eps_step,
+        attacks=members,
+        batch_size=batch_size,
+        targeted=targeted,
+        parallel_pool_size=parallel_pool_size,
+    )
 
 
 ATTACK = AttackSpec(
@@ -74,8 +104,16 @@ ATTACK = AttackSpec(
     norm="inf",
     threat="white-box",
     iterative=True,
-    defaults={"apgd_max_iter": 100, "nb_random_init": 5, "deepfool_max_iter": 100, "deepfool_epsilon": 1e-3,
-              "square_max_iter": 5000, "targeted": False, "batch_size": 128, "parallel_pool_size": 0},
+    defaults={
+        "apgd_max_iter": 100,
+        "nb_random_init": 5,
+        "deepfool_max_iter": 100,
+        "deepfool_epsilon": 1e-3,
+        "square_max_iter": 5000,
+        "targeted": False,
+        "batch_size": 128,
+        "parallel_pool_size": 0,
+    },
     eps_step_rule=lambda eps, _n: 2.0 * eps,
     max_iter_param="apgd_max_iter",
     restarts_param="nb_random_init",

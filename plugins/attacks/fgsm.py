@@ -7,7 +7,7 @@ Arguments (ART names):
     eps (float): maximum perturbation. (Default: given per call)
     eps_step (float): the step (only used with ``minimal=True``). (Default: ``eps``)
     num_random_init (int): random starts; 0 is the classic FGSM from ``x``. (Default: 0)
-    minimal (bool): search the smallest eps that succeeds, in steps of ``eps_step``. (Default: False)
+    minimal (bool): search the smallest eps that succeeds, steps of ``eps_step``. (Default: False)
     targeted (bool): targeted attack. (Default: False)
     batch_size (int): attack batch size. (Default: 128)
 

@@ -41,8 +41,14 @@ ATTACK = AttackSpec(
     threat="black-box",
     iterative=True,
     budgeted=False,
-    defaults={"max_iter": 50, "max_eval": 10000, "init_eval": 100, "init_size": 100, "targeted": False,
-              "batch_size": 128},
+    defaults={
+        "max_iter": 50,
+        "max_eval": 10000,
+        "init_eval": 100,
+        "init_size": 100,
+        "targeted": False,
+        "batch_size": 128,
+    },
     description="HopSkipJump (L2, decision-based black-box, minimal perturbation).",
     paper="Chen et al., 2020, arXiv:1904.02144",
 )

@@ -1,4 +1,4 @@
-"""``spatial-smoothing``: median filter over a sliding window (ART ``SpatialSmoothing``, NumPy/SciPy).
+"""``spatial-smoothing``: median filter over a sliding window (ART ``SpatialSmoothing``, NumPy).
 
 [Xu et al., 2018] "Feature Squeezing" (https://arxiv.org/abs/1704.01155). Gradient: identity (BPDA).
 

@@ -1,4 +1,6 @@
-"""``spatial-smoothing-pytorch``: median smoothing in PyTorch (ART ``SpatialSmoothingPyTorch``; needs kornia).
+"""``spatial-smoothing-pytorch``: median smoothing in PyTorch (ART ``SpatialSmoothingPyTorch``).
+
+Needs the optional kornia package.
 
 [Xu et al., 2018] "Feature Squeezing" (https://arxiv.org/abs/1704.01155). Framework-native, so
 attacks differentiate through it (no NumPy round trip).

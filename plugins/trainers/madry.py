@@ -6,9 +6,10 @@ max_iter, num_random_init=1)`` and runs ``AdversarialTrainer(classifier, attack,
 batch every example is replaced by its PGD example crafted with the true labels against the current
 model (eval mode while attacked), then one cross-entropy optimizer step on the adversarial batch
 (``classifier.fit(x_adv, y, nb_epochs=1)``). The run loop of ``er-art train`` drives batches itself
-(for checkpoints and exact resumption), so this plugin does exactly that per batch with the same
-attack configuration: the same ART attack class and parameters, ratio 1.0, the same step. The
-training accuracy it reports is on the adversarial batch. ``make_art_trainer`` returns ART's own
+(for checkpoints and exact resumption), so this plugin builds ART's ``AdversarialTrainerMadryPGD``,
+takes its attack object and does exactly that per batch: the same attack (run on device tensors
+through ART's PyTorch PGD iteration), ratio 1.0, the same optimizer step. The training accuracy it
+reports is on the adversarial batch. ``make_art_trainer`` returns ART's own
 ``AdversarialTrainerMadryPGD`` for library use.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 from art.defences.trainer import AdversarialTrainerMadryPGD
 
-from er_art.adversarial_trainer import build_pgd, generate_on_device
+from er_art.adversarial_trainer import generate_on_device
 from er_art.algorithm import StepResult
 from er_art.trainers import AttackSettings, BatchStep, TrainerSpec, cross_entropy_step
 
@@ -46,10 +47,7 @@ def make_trainer(
 
 
 def make_step(classifier: Any, attack: AttackSettings | None, amp: bool = False) -> BatchStep:
-    settings = _need(attack)
-    pgd = build_pgd(
-        classifier, settings.eps, settings.eps_step, settings.max_iter, settings.num_random_init
-    )
+    pgd = make_trainer(classifier, attack).attack  # ART's own trainer, for its PGD object
 
     def step(x: torch.Tensor, y: torch.Tensor) -> StepResult:
         x_adv = generate_on_device(pgd, x, y)  # ratio 1.0: the whole batch, true labels
