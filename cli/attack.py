@@ -38,7 +38,7 @@ class Target:
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
-    """``["max_eval=1000", "square.max_iter=5"]`` -> ``{"max_eval": 1000, "square.max_iter": 5}``."""
+    """``["max_eval=10", "square.max_iter=5"]`` -> ``{"max_eval": 10, "square.max_iter": 5}``."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")

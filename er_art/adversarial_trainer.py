@@ -34,7 +34,7 @@ from art.defences.trainer import Trainer
 from art.estimators.classification import PyTorchClassifier
 
 from er_art.algorithm import StepResult
-from er_art.classifier import ERClassifier
+from er_art.classifier import ERClassifier, generator_batches
 from er_art.datasets import DatasetSpec, get_dataset
 
 logger = logging.getLogger(__name__)
@@ -254,19 +254,10 @@ class ERAdversarialTrainer(Trainer):
     def fit_generator(self, generator: Any, nb_epochs: int | None = None, **kwargs: Any) -> None:
         """Min-max training from an ART ``DataGenerator`` (e.g. ``PyTorchDataGenerator`` over a
         ``DataLoader``): the dataset never has to be one array in memory."""
-        from art.data_generators import PyTorchDataGenerator
-
         nb_epochs = self.nb_epochs if nb_epochs is None else int(nb_epochs)
         device = self.er_classifier.device
         for _ in range(nb_epochs):
-            if isinstance(generator, PyTorchDataGenerator):
-                batches = iter(generator.iterator)
-            else:
-                n_batches = int(np.ceil(generator.size / generator.batch_size))
-                batches = (generator.get_batch() for _ in range(n_batches))
-            for x_b, y_b in batches:
-                if len(x_b) < 2:
-                    continue
+            for x_b, y_b in generator_batches(generator):
                 x_t = (
                     x_b
                     if isinstance(x_b, torch.Tensor)

@@ -22,6 +22,7 @@ Differences from a stock ``PyTorchClassifier``, each deliberate:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -56,6 +57,22 @@ def resolve_device_type(device_type: str) -> str:
             )
         return "gpu"
     raise ValueError(f"Unknown device {device_type!r}; accepted: auto, cpu, cuda, gpu.")
+
+
+def generator_batches(generator: Any) -> Iterator[tuple[Any, Any]]:
+    """One epoch of ``(x, y)`` batches from an ART ``DataGenerator`` (a ``PyTorchDataGenerator``'s
+    ``DataLoader`` is iterated directly); batches of one example are skipped (BatchNorm cannot train
+    on them)."""
+    from art.data_generators import PyTorchDataGenerator
+
+    if isinstance(generator, PyTorchDataGenerator):
+        batches: Iterable[tuple[Any, Any]] = generator.iterator
+    else:
+        n_batches = int(np.ceil(generator.size / generator.batch_size))
+        batches = (generator.get_batch() for _ in range(n_batches))
+    for x_b, y_b in batches:
+        if len(x_b) >= 2:
+            yield x_b, y_b
 
 
 class ERClassifier(PyTorchClassifier):
@@ -358,17 +375,8 @@ class ERClassifier(PyTorchClassifier):
         ``self._optimizer``; here every batch goes through :meth:`train_step`.
         """
         regularize = bool(kwargs.pop("regularize", True))
-        from art.data_generators import PyTorchDataGenerator
-
         for _ in range(nb_epochs):
-            if isinstance(generator, PyTorchDataGenerator):
-                batches = iter(generator.iterator)
-            else:
-                n_batches = int(np.ceil(generator.size / generator.batch_size))
-                batches = (generator.get_batch() for _ in range(n_batches))
-            for x_b, y_b in batches:
-                if len(x_b) < 2:
-                    continue
+            for x_b, y_b in generator_batches(generator):
                 x_t, y_t = self._prepare_batch(x_b, y_b)
                 self.train_step(x_t, y_t, regularize=regularize)
         self._finish_training()

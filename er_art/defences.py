@@ -31,7 +31,7 @@ class DefenceUnavailableError(LookupError):
 
 @dataclass(frozen=True)
 class DefenceSpec:
-    """A defence plugin: ``factory(clip_values=, channels_first=, **params)`` -> ART preprocessor."""
+    """A defence plugin: ``factory(clip_values=, channels_first=, **params)`` -> a preprocessor."""
 
     name: str
     factory: Callable[..., Any]
@@ -116,7 +116,7 @@ def defence_chain(defences: Sequence[Any], cast_float32: bool = True) -> Any:
 
 
 def apply_defences(classifier: Any, defences: Sequence[str | Any]) -> list[Any]:
-    """Set ``defences`` (names or ready ART preprocessors) as ``classifier``'s preprocessing defences.
+    """Set ``defences`` (names or ready ART preprocessors) on ``classifier`` as its defences.
 
     Replaces any defences already set; an empty list removes them. Returns the defences built. Only
     framework (PyTorch) defences are handed to ART as they are; otherwise they go in one

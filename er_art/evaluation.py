@@ -329,7 +329,7 @@ def evaluate_attack(
     eps: float,
     **options: Any,
 ) -> dict[str, Any]:
-    """One attack at one epsilon: its record (:func:`summarise`); ``options`` as :func:`run_attack`'s."""
+    """One attack at one epsilon: its record (:func:`summarise`); options see :func:`run_attack`."""
     (outcome,) = run_attack(classifier, x, y, attack_spec, [eps], **options)
     return summarise(outcome)
 

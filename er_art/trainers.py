@@ -98,6 +98,17 @@ def as_er(classifier: PyTorchClassifier) -> ERClassifier:
     return classifier
 
 
+def algorithm1_batch_step(classifier: PyTorchClassifier, regularize: bool = True) -> BatchStep:
+    """Algorithm 1 per clean batch (``regularize=False``: cross-entropy only)."""
+    clf = as_er(classifier)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> StepResult:
+        x_t, y_t = clf._prepare_batch(x, y)
+        return clf.train_step(x_t, y_t, regularize=regularize)
+
+    return step
+
+
 def prepare_baseline_batch(
     classifier: PyTorchClassifier, x: torch.Tensor, y: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:

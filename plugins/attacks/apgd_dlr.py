@@ -1,4 +1,4 @@
-"""``apgd-dlr``: Auto-PGD, difference-of-logits-ratio loss, Linf (ART ``AutoProjectedGradientDescent``).
+"""``apgd-dlr``: Auto-PGD, difference-of-logits-ratio loss, Linf (ART AutoProjectedGradientDescent).
 
 [Croce & Hein, 2020] "Reliable evaluation of adversarial robustness with an ensemble of diverse
 parameter-free attacks" (https://arxiv.org/abs/2003.01690). Distance measure: Linf. White-box,

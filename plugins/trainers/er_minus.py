@@ -5,22 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
-from er_art.algorithm import StepResult
-from er_art.trainers import AttackSettings, BatchStep, TrainerSpec, as_er
+from er_art.trainers import AttackSettings, BatchStep, TrainerSpec, algorithm1_batch_step
 
 
 def make_step(
     classifier: Any, attack: AttackSettings | None = None, amp: bool = False
 ) -> BatchStep:
-    clf = as_er(classifier)
-
-    def step(x: torch.Tensor, y: torch.Tensor) -> StepResult:
-        x_t, y_t = clf._prepare_batch(x, y)
-        return clf.train_step(x_t, y_t, regularize=True)
-
-    return step
+    return algorithm1_batch_step(classifier, regularize=True)
 
 
 TRAINER = TrainerSpec(
