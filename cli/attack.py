@@ -383,6 +383,11 @@ def attack(
         from er_art.evaluation import parse_eps, sweep_attack
 
         spec = None if method == ALL else get_attack(method)
+        if spec is None and (targeted or eps_step is not None):
+            raise ValueError(
+                "--method all runs untargeted attacks with their own step sizes; "
+                "drop --targeted / --eps-step or name one --method."
+            )
         targets = load_targets(checkpoint, dataset, data_dir, n_samples, device, defence)
         params = parse_params(param)
         all_records: list[dict[str, Any]] = []

@@ -210,6 +210,7 @@ def test_evaluate_command(runs, tmp_path):
         (["--n-samples", "0"], "n-samples"),
         (["--method", "square", "--targeted"], "targeted"),
         (["--plot"], "--out"),
+        (["--method", "all", "--targeted"], "--method all"),
         (["--param", "novalue"], "NAME=VALUE"),
         (["--method", "pgd", "--param", "bogus=1"], "bogus"),
     ],
