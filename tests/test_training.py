@@ -95,16 +95,15 @@ def test_cuda_without_cuda_is_refused():
 
 def test_auto_embedding_dim(monkeypatch):
     intrinsic = pytest.importorskip("er_art.intrinsic_dim")
-    seen = {}
-
-    def fake(x, k1, k2):
-        seen.update(shape=x.shape, k=(k1, k2))
-        return 3.4
-
-    monkeypatch.setattr(intrinsic, "estimate_intrinsic_dim", fake)
     cfg = resolve_config(TrainingConfig(embedding_dim="auto"))
-    assert cfg.embedding_dim == 3 and cfg.embedding_dim_requested == "auto"
-    assert seen["k"] == (6, 12) and seen["shape"] == (1000, 64)
+    assert cfg.embedding_dim_requested == "auto"
+    # The guide is the rounded Levina-Bickel estimate of 1,000 training images (k1=6, k2=12).
+    by_k = intrinsic.dataset_intrinsic_dim("digits", None, 1000, 6, 12, "levina-bickel", "train", 0)
+    assert cfg.embedding_dim == max(2, round(float(np.mean(list(by_k.values())))))
+    assert 2 <= cfg.embedding_dim <= 64
+
+    monkeypatch.setattr(intrinsic, "dataset_intrinsic_dim", lambda *a, **k: {6: 3.4, 12: 3.4})
+    assert resolve_config(TrainingConfig(embedding_dim="auto")).embedding_dim == 3
 
 
 def test_data_order_and_rng_state_round_trip(tmp_path):
