@@ -1,7 +1,7 @@
 """The ``er-art`` command line: thin commands over the library.
 
-    er-art --help
-    er-art plugins architectures
+er-art --help
+er-art plugins architectures
 """
 
 from __future__ import annotations
@@ -41,7 +41,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """er-art: train, attack and evaluate ER-Classifiers with ART."""

@@ -18,6 +18,19 @@ from typing import Annotated, Any
 
 import typer
 from er_art.cli.common import fail, setup_logging, user_errors
+from er_art.cli.options import (
+    DEFAULT_ATTACKS,
+    Attacks,
+    BatchSize,
+    Checkpoints,
+    Checks,
+    Defences,
+    Device,
+    Plot,
+    RunDataDir,
+    RunDataset,
+    Verbose,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -289,14 +302,7 @@ def attack(
             "with sanity checks).",
         ),
     ] = "pgd",
-    checkpoint: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--checkpoint",
-            "-c",
-            help="Run directory or checkpoint file; repeatable (default: the latest run).",
-        ),
-    ] = None,
+    checkpoint: Checkpoints = None,
     eps: Annotated[
         str | None,
         typer.Option(
@@ -323,32 +329,21 @@ def attack(
             help="Random restarts (PGD num_random_init, APGD nb_random_init, Square nb_restarts).",
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Attack batch size.")] = 128,
+    batch_size: BatchSize = 128,
     n_samples: Annotated[
         int | None, typer.Option("--n-samples", "-n", help="First N test examples (default 1000).")
     ] = 1000,
     targeted: Annotated[
         bool, typer.Option("--targeted", help="Targeted attack (random other class per example).")
     ] = False,
-    defence: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--defence", help="Preprocessing defence to add (er-art plugins defences); repeatable."
-        ),
-    ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    defence: Defences = None,
+    device: Device = "auto",
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write results.json and results.csv here.")
     ] = None,
-    plot: Annotated[
-        bool, typer.Option("--plot", help="With --out: also accuracy_vs_eps.png.")
-    ] = False,
-    dataset: Annotated[
-        str | None, typer.Option("--dataset", help="Dataset (default: the run's).")
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Dataset files (default: the run's).")
-    ] = None,
+    plot: Plot = False,
+    dataset: RunDataset = None,
+    data_dir: RunDataDir = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of random starts and targets.")] = 0,
     l2_threshold: Annotated[
         float,
@@ -364,15 +359,9 @@ def attack(
             help="Extra ART parameter NAME=VALUE (with 'all': ATTACK.NAME=VALUE); repeatable.",
         ),
     ] = None,
-    attacks: Annotated[
-        str, typer.Option("--attacks", help="With --method all: comma-separated attacks.")
-    ] = "pgd,apgd-ce,apgd-dlr,fgsm,square",
-    checks: Annotated[
-        bool, typer.Option("--checks/--no-checks", help="With --method all: run the sanity checks.")
-    ] = True,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")
-    ] = False,
+    attacks: Attacks = DEFAULT_ATTACKS,
+    checks: Checks = True,
+    verbose: Verbose = False,
 ) -> None:
     """Attack trained runs (ER-Classifier or baseline); report clean and robust accuracy per eps."""
     setup_logging(verbose)

@@ -1,4 +1,4 @@
-"""Shared CLI plumbing: user errors become one sentence on stderr and exit code 2, never a traceback."""
+"""Shared CLI plumbing: a user error is one sentence on stderr and exit code 2, no traceback."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ from collections.abc import Iterator
 
 import typer
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, LookupError, FileNotFoundError, PermissionError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    LookupError,
+    FileNotFoundError,
+    PermissionError,
+)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

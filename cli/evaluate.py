@@ -24,17 +24,23 @@ from er_art.cli.attack import (
     write_outputs,
 )
 from er_art.cli.common import fail, setup_logging, user_errors
+from er_art.cli.options import (
+    DEFAULT_ATTACKS,
+    Attacks,
+    BatchSize,
+    Checkpoints,
+    Checks,
+    Defences,
+    Device,
+    Plot,
+    RunDataDir,
+    RunDataset,
+    Verbose,
+)
 
 
 def evaluate(
-    checkpoint: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--checkpoint",
-            "-c",
-            help="Run directory or checkpoint file; repeatable (default: the latest run).",
-        ),
-    ] = None,
+    checkpoint: Checkpoints = None,
     eps: Annotated[
         str | None,
         typer.Option(
@@ -42,9 +48,7 @@ def evaluate(
             help="A value, 'a,b', start:stop:step or 'paper'. Default: the run's training eps.",
         ),
     ] = None,
-    attacks: Annotated[
-        str, typer.Option("--attacks", help="Comma-separated Linf attacks of the ensemble.")
-    ] = "pgd,apgd-ce,apgd-dlr,fgsm,square",
+    attacks: Attacks = DEFAULT_ATTACKS,
     max_iter: Annotated[
         int, typer.Option("--max-iter", help="Iterations of the white-box iterative attacks.")
     ] = 40,
@@ -57,29 +61,18 @@ def evaluate(
     n_samples: Annotated[
         int | None, typer.Option("--n-samples", "-n", help="First N test examples.")
     ] = 1000,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Attack batch size.")] = 128,
-    defence: Annotated[
-        list[str] | None,
-        typer.Option("--defence", help="Preprocessing defence to add; repeatable."),
-    ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    batch_size: BatchSize = 128,
+    defence: Defences = None,
+    device: Device = "auto",
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Write results.json, results.csv and checks.json here."),
     ] = None,
-    plot: Annotated[
-        bool, typer.Option("--plot", help="With --out: also accuracy_vs_eps.png.")
-    ] = False,
-    dataset: Annotated[
-        str | None, typer.Option("--dataset", help="Dataset (default: the run's).")
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Dataset files (default: the run's).")
-    ] = None,
+    plot: Plot = False,
+    dataset: RunDataset = None,
+    data_dir: RunDataDir = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random starts.")] = 0,
-    checks: Annotated[
-        bool, typer.Option("--checks/--no-checks", help="Run the sanity checks.")
-    ] = True,
+    checks: Checks = True,
     check_eps: Annotated[
         float | None,
         typer.Option("--check-eps", help="eps of the checks (default: the run's training eps)."),
@@ -94,9 +87,7 @@ def evaluate(
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit with code 1 when a sanity check fails.")
     ] = False,
-    verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")
-    ] = False,
+    verbose: Verbose = False,
 ) -> None:
     """Worst case over several attacks per eps, plus the sanity checks (PASS/FAIL)."""
     setup_logging(verbose)

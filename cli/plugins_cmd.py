@@ -5,14 +5,18 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-
 from er_art.cli.common import user_errors
+
 from er_art.registry import KINDS, list_plugins
 
 
 def plugins(
-    kind: Annotated[str | None, typer.Argument(help=f"One of: {', '.join(KINDS)} (default: all).")] = None,
-    pattern: Annotated[str, typer.Option("--pattern", "-p", help="Shell-style wildcard on names, e.g. 'test_*'.")] = "*",
+    kind: Annotated[
+        str | None, typer.Argument(help=f"One of: {', '.join(KINDS)} (default: all).")
+    ] = None,
+    pattern: Annotated[
+        str, typer.Option("--pattern", "-p", help="Shell-style wildcard on names, e.g. 'test_*'.")
+    ] = "*",
 ) -> None:
     """List the registered plugins: architectures, priors, datasets, attacks, defences, trainers."""
     with user_errors():

@@ -1,4 +1,4 @@
-"""er-art: the Embedding Regularized Classifier (ER-Classifier) as an Adversarial Robustness Toolbox estimator.
+"""er-art: the Embedding Regularized Classifier (ER-Classifier) as an ART estimator.
 
     >>> import er_art
     >>> clf = er_art.build_classifier("digits")          # an art PyTorchClassifier subclass

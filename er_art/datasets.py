@@ -1,7 +1,7 @@
 """What a dataset plugin is: a loader plus the facts and defaults that belong to the data.
 
-A dataset plugin's entry point names a :class:`DatasetSpec`. ``spec.load(split, data_dir)`` returns a
-``torch.utils.data.Dataset`` of ``(x, y)`` with ``x`` a float32 tensor of ``input_shape`` in
+A dataset plugin's entry point names a :class:`DatasetSpec`. ``spec.load(split, data_dir)`` returns
+a ``torch.utils.data.Dataset`` of ``(x, y)`` with ``x`` a float32 tensor of ``input_shape`` in
 ``clip_values`` and ``y`` an int; ``spec.arrays(...)`` gives NumPy arrays for small data and
 evaluation. Defaults (architecture, PGD epsilon / step / steps, epochs, batch size, the paper's
 epsilon grid) are the reference code's where the paper has them (NOTES.md), kept in one table per
@@ -29,7 +29,9 @@ class DatasetSpec:
     """A dataset plugin."""
 
     name: str
-    loader: Callable[..., Any]  # loader(split: "train"|"test", data_dir: Path | None, **options) -> Dataset
+    loader: Callable[
+        ..., Any
+    ]  # loader(split: "train"|"test", data_dir: Path | None, **options) -> Dataset
     input_shape: tuple[int, ...]
     nb_classes: int
     default_arch: str
@@ -51,15 +53,19 @@ class DatasetSpec:
         return self.loader(split, None if data_dir is None else Path(data_dir), **options)
 
     def resolve(self, data_dir: str | Path | None = None) -> DatasetSpec:
-        """This spec completed from the files at ``data_dir`` where the plugin reads its facts from the data
-        (``npz`` learns shape and classes from its shards); other specs are returned unchanged."""
+        """This spec completed from the files at ``data_dir`` where the plugin reads its facts
+        from the data (``npz`` learns shape and classes from its shards); others are unchanged."""
         hook = self.extra.get("resolve")
         return self if hook is None or data_dir is None else hook(data_dir)
 
     def arrays(
-        self, split: str = "test", data_dir: str | Path | None = None, limit: int | None = None, **options: Any
+        self,
+        split: str = "test",
+        data_dir: str | Path | None = None,
+        limit: int | None = None,
+        **options: Any,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The first ``limit`` examples of ``split`` as ``(x float32 (N, *input_shape), y int64 (N,))``."""
+        """The first ``limit`` examples of ``split``: x float32 (N, *input_shape), y int64."""
         dataset = self.load(split, data_dir, **options)
         if hasattr(dataset, "arrays"):  # in-memory datasets hand their arrays over directly
             try:
@@ -68,14 +74,18 @@ class DatasetSpec:
                 x, y = dataset.arrays()
             return x[:limit], y[:limit]
         n = len(dataset) if limit is None else min(limit, len(dataset))
-        xs, ys = zip(*(dataset[i] for i in range(n)))
-        return np.stack([np.asarray(x, dtype=np.float32) for x in xs]), np.asarray(ys, dtype=np.int64)
+        xs, ys = zip(*(dataset[i] for i in range(n)), strict=True)
+        return np.stack([np.asarray(x, dtype=np.float32) for x in xs]), np.asarray(
+            ys, dtype=np.int64
+        )
 
 
 class ArrayDataset:
     """An in-memory ``Dataset`` over NumPy arrays (``x`` float32 in the data range, ``y`` int64)."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, transform: Callable[[Any], Any] | None = None) -> None:
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, transform: Callable[[Any], Any] | None = None
+    ) -> None:
         if len(x) != len(y):
             raise ValueError(f"x and y differ in length: {len(x)} and {len(y)}.")
         self.x = np.ascontiguousarray(x, dtype=np.float32)

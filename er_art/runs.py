@@ -1,8 +1,9 @@
 """Run directories of ``er-art train``: where they live and how to find the latest one.
 
 A run directory holds:
-- ``run.json``: ``{"config": {...resolved training config...}, "versions": {...}, "git_revision": str|None,
-  "created": ISO time, "status": "running"|"finished"|"interrupted"|"failed"}``;
+- ``run.json``: ``{"config": {...resolved training config...}, "versions": {...},
+  "git_revision": str|None, "created": ISO time,
+  "status": "running"|"finished"|"interrupted"|"failed"}``;
 - ``checkpoint.pt``: an :func:`er_art.save_classifier` file (with a training state), so
   ``er_art.load_classifier(run_dir)`` returns the classifier it trained;
 - ``metrics.jsonl``: one JSON line per epoch.
@@ -40,14 +41,19 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
 def mark_latest(run_dir: str | Path, root: str | Path = DEFAULT_ROOT) -> None:
     """Record ``run_dir`` as the latest run under ``root``."""
     root = Path(root)
-    atomic_write(root / LATEST, lambda tmp: Path(tmp).write_text(str(Path(run_dir).resolve()) + "\n"))
+    atomic_write(
+        root / LATEST, lambda tmp: Path(tmp).write_text(str(Path(run_dir).resolve()) + "\n")
+    )
 
 
 def latest_run(root: str | Path = DEFAULT_ROOT) -> Path:
     """The most recent run directory under ``root`` (what ``er-art attack`` uses by default)."""
     pointer = Path(root) / LATEST
     if not pointer.is_file():
-        raise FileNotFoundError(f"No run of 'er-art train' found under {Path(root).resolve()}; train one first or pass --checkpoint.")
+        raise FileNotFoundError(
+            f"No run of 'er-art train' found under {Path(root).resolve()}; "
+            "train one first or pass --checkpoint."
+        )
     run_dir = Path(pointer.read_text().strip())
     if not (run_dir / RUN_CHECKPOINT).is_file():
         raise FileNotFoundError(f"The latest run {run_dir} has no {RUN_CHECKPOINT} yet.")

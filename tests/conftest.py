@@ -1,4 +1,4 @@
-"""Shared fixtures. ART writes to ART_DATA_PATH: point it at a temporary dir before ART is imported."""
+"""Shared fixtures. ART writes to ART_DATA_PATH: a temporary dir, set before importing ART."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def _seed() -> None:
 
 @pytest.fixture(scope="session")
 def shared_datasets() -> Path:
-    """``../shared/datasets`` (real MNIST, Fashion-MNIST, CIFAR-10); tests using it skip without it."""
+    """``../shared/datasets`` (real MNIST, Fashion-MNIST, CIFAR-10); its tests skip without it."""
     if not SHARED_DATASETS.is_dir():
         pytest.skip("../shared/datasets is not present")
     return SHARED_DATASETS
@@ -56,7 +56,7 @@ def digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def trained_digits(digits):
-    """A ``digits`` ER-Classifier trained with Algorithm 1 for a few seconds on the CPU (not modified by tests)."""
+    """A ``digits`` ER-Classifier trained with Algorithm 1 on the CPU (tests never modify it)."""
     import er_art
 
     x_train, y_train, _, _ = digits

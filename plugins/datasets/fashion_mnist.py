@@ -8,23 +8,16 @@ internet). Not in the paper: the defaults are MNIST's (architecture ``mnist``, P
 
 from __future__ import annotations
 
-from er_art.plugins.datasets.mnist import make_idx_loader
+import dataclasses
 
-from er_art.datasets import DatasetSpec
+from er_art.plugins.datasets.mnist import DATASET as MNIST
+from er_art.plugins.datasets.mnist import make_idx_loader
 
 load = make_idx_loader("FashionMNIST", "Fashion-MNIST", "FashionMNIST")
 
-DATASET = DatasetSpec(
+DATASET = dataclasses.replace(
+    MNIST,
     name="fashion-mnist",
     loader=load,
-    input_shape=(1, 28, 28),
-    nb_classes=10,
-    default_arch="mnist",
-    eps=0.3,
-    eps_step=0.01,
-    max_iter=40,
-    epochs=30,
-    batch_size=100,
-    eps_grid=tuple(round(0.025 * i, 3) for i in range(17)),  # 0 .. 0.4
     description="Fashion-MNIST (60,000 train / 10,000 test), idx files in FashionMNIST/raw.",
 )

@@ -1,0 +1,39 @@
+"""Typer options shared by the commands that work on trained runs (attack, evaluate, embed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Checkpoints = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--checkpoint",
+        "-c",
+        help="Run directory or checkpoint file; repeatable (default: the latest run).",
+    ),
+]
+RunDataset = Annotated[
+    str | None, typer.Option("--dataset", "-d", help="Dataset (default: the run's).")
+]
+RunDataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Dataset files (default: the run's).")
+]
+BatchSize = Annotated[int, typer.Option("--batch-size", help="Attack batch size.")]
+Defences = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--defence", help="Preprocessing defence to add (er-art plugins defences); repeatable."
+    ),
+]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+Plot = Annotated[bool, typer.Option("--plot", help="With --out: also accuracy_vs_eps.png.")]
+Attacks = Annotated[
+    str, typer.Option("--attacks", help="Comma-separated Linf attacks of the worst-case ensemble.")
+]
+Checks = Annotated[bool, typer.Option("--checks/--no-checks", help="Run the sanity checks.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")]
+
+DEFAULT_ATTACKS = "pgd,apgd-ce,apgd-dlr,fgsm,square"
