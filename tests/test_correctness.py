@@ -3,8 +3,9 @@
 - PGD at eps = 0 gives the clean accuracy;
 - accuracy does not increase with eps;
 - at eps = 1.0 (the whole [0, 1] range) PGD drives accuracy to at most 15 %;
-- an undefended ``plain`` CNN is clearly less robust than the ER-Classifier (PGD min-max training,
-  ``er-art train``'s default trainer) at the training eps, 0.1 for digits.
+- an undefended ``plain`` CNN is clearly less robust than the ER-Classifier at the training eps,
+  0.1 for digits.
+The ER-Classifier is the one the default ``er-art train`` trains (er-pgd on digits, every default).
 """
 
 from __future__ import annotations
@@ -29,14 +30,11 @@ def test_set(digits):
 
 @pytest.fixture(scope="module")
 def er_pgd(tmp_path_factory):
-    """An ER-Classifier trained by er-art train's library entry (trainer er-pgd), few epochs."""
+    """The ER-Classifier of the default ``er-art train`` (er-pgd on digits, every default)."""
     from er_art.training import TrainingConfig, train
 
     run_dir = tmp_path_factory.mktemp("er-pgd") / "run"
-    config = TrainingConfig(
-        dataset="digits", trainer="er-pgd", epochs=6, max_iter=5, device="cpu", seed=0
-    )
-    return train(config, run_dir, latest_root=None).classifier
+    return train(TrainingConfig(device="cpu"), run_dir, latest_root=None).classifier
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +46,13 @@ def plain_cnn(digits):
     return clf
 
 
-def test_pgd_sweep_on_a_trained_model(trained_digits, test_set):
+def test_pgd_sweep_on_a_trained_model(er_pgd, test_set):
     x, y = test_set
     records = sweep_attack(
-        trained_digits, x, y, "pgd", [0.0, 0.05, 0.1, 0.2, 0.3, 1.0], max_iter=10, batch_size=N
+        er_pgd, x, y, "pgd", [0.0, 0.05, 0.1, 0.2, 0.3, 1.0], max_iter=10, batch_size=N
     )
     acc = [r["robust_accuracy"] for r in records]
-    clean = float((trained_digits.predict(x).argmax(1) == y).mean())
+    clean = float((er_pgd.predict(x).argmax(1) == y).mean())
     assert acc[0] == records[0]["clean_accuracy"] == pytest.approx(clean)  # eps = 0 changes nothing
     assert clean > 0.8
     for lower, higher in zip(acc, acc[1:], strict=False):
