@@ -287,6 +287,35 @@ def honest_evaluation(
     return records, results
 
 
+def parse_attack_names(attacks: str) -> list[str]:
+    """The names of a comma-separated ``--attacks`` value (at least one)."""
+    names = [a.strip() for a in attacks.split(",") if a.strip()]
+    if not names:
+        raise ValueError("--attacks is empty; give e.g. pgd,apgd-ce,square.")
+    return names
+
+
+def default_eps(target: Target) -> float:
+    """The eps a run is attacked at when none is given: its training eps, else the dataset's."""
+    return target.train_eps if target.train_eps is not None else target.dataset.eps
+
+
+def evaluate_and_print(
+    target: Target, eps_values: list[float], names: list[str], **options: Any
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """:func:`honest_evaluation` of one target, its table and its checks printed."""
+    records, results = honest_evaluation(target, eps_values, names, **options)
+    print_records(records, f"{target.label}: worst case over {', '.join(names)}")
+    if results:
+        print_checks(results, f"Sanity checks ({target.label})")
+    return records, results
+
+
+def check_rows(target: Target, results: list[Any]) -> list[dict[str, Any]]:
+    """The check results of one target as JSON rows for checks.json."""
+    return [{**c.as_dict(), "checkpoint": str(target.path)} for c in results]
+
+
 def _defences(target: Target) -> list[str]:
     found = target.classifier.preprocessing_defences or []
     return [type(d).__name__ for d in (found if isinstance(found, list) else [found])]
@@ -387,15 +416,12 @@ def attack(
             elif spec is not None and spec.name == "cw":
                 eps_values = [l2_threshold]
             else:
-                eps_values = [
-                    target.train_eps if target.train_eps is not None else target.dataset.eps
-                ]
+                eps_values = [default_eps(target)]
             if spec is None:
-                names = [a.strip() for a in attacks.split(",") if a.strip()]
-                records, results = honest_evaluation(
+                records, results = evaluate_and_print(
                     target,
                     eps_values,
-                    names,
+                    parse_attack_names(attacks),
                     max_iter=max_iter,
                     restarts=restarts,
                     batch_size=batch_size,
@@ -405,12 +431,7 @@ def attack(
                     check_eps=None,
                     square_max_iter=1000,
                 )
-                print_records(records, f"{target.label}: worst case over {', '.join(names)}")
-                if results:
-                    print_checks(results, f"Sanity checks ({target.label})")
-                    all_checks.extend(
-                        {**c.as_dict(), "checkpoint": str(target.path)} for c in results
-                    )
+                all_checks.extend(check_rows(target, results))
             else:
                 records = sweep_attack(
                     target.classifier,

@@ -16,11 +16,12 @@ from typing import Annotated, Any
 
 import typer
 from er_art.cli.attack import (
-    honest_evaluation,
+    check_rows,
+    default_eps,
+    evaluate_and_print,
     load_targets,
+    parse_attack_names,
     parse_params,
-    print_checks,
-    print_records,
     write_outputs,
 )
 from er_art.cli.common import fail, setup_logging, user_errors
@@ -97,21 +98,18 @@ def evaluate(
     with user_errors():
         from er_art.evaluation import parse_eps
 
-        names = [a.strip() for a in attacks.split(",") if a.strip()]
-        if not names:
-            raise ValueError("--attacks is empty; give e.g. pgd,apgd-ce,square.")
+        names = parse_attack_names(attacks)
         targets = load_targets(checkpoint, dataset, data_dir, n_samples, device, defence)
         params = parse_params(param)
         all_records: list[dict[str, Any]] = []
         all_checks: list[dict[str, Any]] = []
         for target in targets:
-            if eps is not None:
-                eps_values = parse_eps(eps, target.dataset.eps_grid)
-            else:
-                eps_values = [
-                    target.train_eps if target.train_eps is not None else target.dataset.eps
-                ]
-            records, results = honest_evaluation(
+            eps_values = (
+                parse_eps(eps, target.dataset.eps_grid)
+                if eps is not None
+                else [default_eps(target)]
+            )
+            records, results = evaluate_and_print(
                 target,
                 eps_values,
                 names,
@@ -124,11 +122,8 @@ def evaluate(
                 check_eps=check_eps,
                 square_max_iter=square_iter,
             )
-            print_records(records, f"{target.label}: worst case over {', '.join(names)}")
-            if results:
-                print_checks(results, f"Sanity checks ({target.label})")
-                failed = failed or not all(c.passed for c in results)
-                all_checks.extend({**c.as_dict(), "checkpoint": str(target.path)} for c in results)
+            failed = failed or not all(c.passed for c in results)
+            all_checks.extend(check_rows(target, results))
             all_records.extend(records)
         if out is not None:
             for path in write_outputs(

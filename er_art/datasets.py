@@ -67,12 +67,8 @@ class DatasetSpec:
     ) -> tuple[np.ndarray, np.ndarray]:
         """The first ``limit`` examples of ``split``: x float32 (N, *input_shape), y int64."""
         dataset = self.load(split, data_dir, **options)
-        if hasattr(dataset, "arrays"):  # in-memory datasets hand their arrays over directly
-            try:
-                x, y = dataset.arrays(limit=limit)
-            except TypeError:  # an arrays() without a limit argument
-                x, y = dataset.arrays()
-            return x[:limit], y[:limit]
+        if hasattr(dataset, "arrays"):  # in-memory datasets: ``arrays(limit) -> (x, y)``
+            return dataset.arrays(limit=limit)
         n = len(dataset) if limit is None else min(limit, len(dataset))
         xs, ys = zip(*(dataset[i] for i in range(n)), strict=True)
         return np.stack([np.asarray(x, dtype=np.float32) for x in xs]), np.asarray(
