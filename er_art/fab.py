@@ -1,0 +1,482 @@
+"""FAB: the Fast Adaptive Boundary attack (Linf, L2) for any ART ``PyTorchClassifier``.
+
+[Croce & Hein, 2020] "Minimally distorted adversarial examples with a fast adaptive boundary
+attack", ICML 2020 (https://arxiv.org/abs/1907.02044). FAB looks for the adversarial example of
+minimal norm: at the current iterate it linearises the decision boundary, projects both the
+iterate and the original point onto that hyperplane (inside the input box), steps to a convex
+combination of the two projections (overshooting by ``eta``), and after every success steps back
+towards the original point (``beta``). Run with a budget ``eps``, an example counts as broken only
+when the smallest adversarial point FAB found is within ``eps``, exactly as AutoAttack uses it.
+
+FAB-T (``targeted=True``, the default here) is the member of the *standard* AutoAttack: one run
+per target class, the targets being the classes with the 2nd, 3rd, ... highest clean logit (9 of
+them, or ``nb_classes - 1`` when fewer exist); an example stops being attacked once a run breaks
+it. The labels given to :meth:`FABAttack.generate` are always the TRUE labels.
+
+    >>> from er_art.fab import FABAttack
+    >>> attack = FABAttack(classifier, eps=8 / 255)            # FAB-T, AutoAttack's settings
+    >>> x_adv = attack.generate(x_test, y_test)                # y_test: true labels
+
+Settings taken from fra31/auto-attack (``fab_base.py``, ``fab_pt.py``, ``autoattack.py``,
+version ``"standard"``): 100 iterations, 1 restart, 9 target classes, ``alpha_max = 0.1``,
+``eta = 1.05``, ``beta = 0.9``; restart 0 starts at the clean point and later restarts at a random
+point at distance ``eps / 2`` (uniform direction rescaled to Linf norm ``eps / 2``, or a Gaussian
+direction for L2). Deliberate differences from that implementation:
+
+- the box is the estimator's ``clip_values`` (any bounds, per feature too; none without them),
+  not a hard-coded ``[0, 1]``;
+- randomness comes from torch's global generator (callers seed it), not a ``seed`` argument;
+- the hyperplane projections are written as one breakpoint search shared by Linf and L2
+  (:func:`project_to_hyperplane`); L1 is not offered;
+- randomised models: with an estimator attribute ``eot_samples = M > 1``, logits and their
+  input gradients are averaged over ``M`` forward passes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from art.attacks.attack import EvasionAttack
+from art.estimators.classification.classifier import ClassifierMixin
+from art.estimators.estimator import BaseEstimator
+from art.estimators.pytorch import PyTorchEstimator
+
+logger = logging.getLogger(__name__)
+
+_NORMS = {"inf": math.inf, "2": 2.0}
+
+
+def _norm_key(norm: Any) -> str | None:
+    """``"inf"`` or ``"2"`` for the accepted spellings of a norm, else ``None``."""
+    if isinstance(norm, str):
+        key = norm.strip().lower()
+        return {"inf": "inf", "linf": "inf", "2": "2", "l2": "2"}.get(key)
+    if isinstance(norm, bool):
+        return None
+    if isinstance(norm, (int, float, np.integer, np.floating)):
+        if math.isinf(norm) and norm > 0:
+            return "inf"
+        if norm == 2:
+            return "2"
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def lp_norm(v: torch.Tensor, p: float) -> torch.Tensor:
+    """Per-row ``p``-norm (``p`` = inf or 2) of ``v`` (B, ...): shape (B,)."""
+    flat = v.reshape(len(v), -1)
+    if math.isinf(p):
+        return flat.abs().amax(dim=1)
+    return flat.norm(dim=1)
+
+
+def _dual_norm(v: torch.Tensor, p: float) -> torch.Tensor:
+    """Norm dual to the ``p``-norm over the last dimension (L1 for Linf, L2 for L2)."""
+    return v.abs().sum(-1) if math.isinf(p) else v.norm(dim=-1)
+
+
+def project_to_hyperplane(
+    t: torch.Tensor,
+    w: torch.Tensor,
+    c: torch.Tensor,
+    p: float,
+    lo: torch.Tensor | None = None,
+    hi: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The smallest step ``d`` in the ``p``-norm with ``w . d = c`` and ``lo <= t + d <= hi``.
+
+    :param t: points (n, D); :param w: hyperplane normals (n, D); :param c: required change of
+        ``w . x`` (n,); :param p: ``inf`` or ``2``; :param lo, hi: box bounds (D,) or ``None``.
+    :return: ``d`` (n, D). Where the box cannot reach the hyperplane, the box corner that moves
+        ``w . x`` furthest towards it.
+
+    Going towards the hyperplane, coordinate ``i`` moves by ``min(lam * k_i, room_i)`` in the
+    direction of ``sign(c w_i)``, with ``k_i = 1`` (Linf) or ``|w_i|`` (L2) and ``room_i`` the
+    distance to the box face in that direction. The progress ``sum_i |w_i| min(lam k_i, room_i)``
+    is piecewise linear and non-decreasing in ``lam``; its breakpoints are ``room_i / k_i``. Sorting
+    them locates the linear piece that reaches ``|c|``, which gives ``lam`` in closed form.
+    """
+    sign_c = torch.where(c < 0, -1.0, 1.0).to(w.dtype)  # (n,)
+    v = w * sign_c[:, None]  # oriented normal: need v . d = |c|
+    target = c.abs()  # (n,)
+    a = v.abs()  # (n, D)
+    k = torch.ones_like(a) if math.isinf(p) else a  # growth rate of |d_i| per unit of lam
+    slope_total = (a * k).sum(1)  # (n,)
+    if lo is None or hi is None:
+        lam = target / slope_total.clamp_min(1e-30)
+        return torch.sign(v) * lam[:, None] * k
+    room = torch.where(v > 0, hi - t, t - lo).clamp_min(0.0)  # (n, D)
+    room = torch.where(a > 0, room, torch.zeros_like(room))
+    brk = torch.where(k > 0, room / k.clamp_min(1e-30), torch.zeros_like(room))  # breakpoints
+    brk_sorted, order = brk.sort(dim=1)
+    a_s, k_s, room_s = a.gather(1, order), k.gather(1, order), room.gather(1, order)
+    saturated = torch.cumsum(a_s * room_s, dim=1)  # progress of coordinates 0..j, all at the face
+    growing = slope_total[:, None] - torch.cumsum(a_s * k_s, dim=1)  # slope of coordinates > j
+    progress = saturated + brk_sorted * growing  # progress at breakpoint j (n, D)
+    progress = torch.cummax(progress, dim=1).values  # monotone despite rounding
+    j = torch.searchsorted(progress, target[:, None].contiguous()).squeeze(1)  # first >= |c|
+    feasible = j < a.shape[1]
+    jm1 = (j - 1).clamp_min(0)[:, None]
+    before = torch.where(j > 0, saturated.gather(1, jm1).squeeze(1), torch.zeros_like(target))
+    slope = torch.where(j > 0, growing.gather(1, jm1).squeeze(1), slope_total)
+    lam = ((target - before) / slope.clamp_min(1e-30)).clamp_min(0.0)
+    lam = torch.where(feasible, lam, torch.full_like(lam, math.inf))
+    step = torch.minimum(lam[:, None] * k, room)
+    step = torch.where(a > 0, step, torch.zeros_like(step))  # 0 * inf would be nan
+    return torch.sign(v) * step
+
+
+@contextmanager
+def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    """Every submodule in eval mode inside the block; each one's own mode restored after."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+class FABAttack(EvasionAttack):
+    """Fast Adaptive Boundary attack; ``targeted=True`` is AutoAttack's FAB-T.
+
+    :param estimator: an ART ``PyTorchClassifier`` (``ERClassifier`` or stock); its ``model``
+        must return logits.
+    :param norm: ``"inf"`` (or ``np.inf``) or ``2``: the norm minimised and bounded by ``eps``.
+    :param eps: budget: an adversarial point counts only within ``eps``; also the random-restart
+        radius (``eps / 2``).
+    :param max_iter: FAB iterations per run (default 100).
+    :param nb_random_init: runs per target; the first starts at ``x``, later ones at a random
+        point (default 1).
+    :param n_target_classes: targets of FAB-T, by clean logit rank (default 9; at most
+        ``nb_classes - 1`` are used).
+    :param targeted: ``True``: FAB-T over the top ``n_target_classes`` classes; ``False``:
+        untargeted FAB (the closest linearised boundary at each step). The labels given to
+        ``generate`` are the TRUE labels either way.
+    :param alpha_max: largest weight of the original point's projection in a step (default 0.1).
+    :param eta: overshoot of the projection step, >= 1 (default 1.05).
+    :param beta: backward step towards the original point after a success, in (0, 1] (0.9).
+    :param batch_size: examples attacked together (default 128).
+    :param verbose: log progress at INFO (otherwise DEBUG).
+    """
+
+    attack_params = EvasionAttack.attack_params + [
+        "norm",
+        "eps",
+        "max_iter",
+        "nb_random_init",
+        "n_target_classes",
+        "targeted",
+        "alpha_max",
+        "eta",
+        "beta",
+        "batch_size",
+        "verbose",
+    ]
+    _estimator_requirements = (BaseEstimator, ClassifierMixin, PyTorchEstimator)
+
+    def __init__(
+        self,
+        estimator: Any,
+        norm: int | float | str = "inf",
+        eps: float = 0.3,
+        max_iter: int = 100,
+        nb_random_init: int = 1,
+        n_target_classes: int = 9,
+        targeted: bool = True,
+        alpha_max: float = 0.1,
+        eta: float = 1.05,
+        beta: float = 0.9,
+        batch_size: int = 128,
+        verbose: bool = False,
+    ) -> None:
+        super().__init__(estimator=estimator)
+        self.norm = norm
+        self.eps = eps
+        self.max_iter = max_iter
+        self.nb_random_init = nb_random_init
+        self.n_target_classes = n_target_classes
+        self.targeted = targeted
+        self.alpha_max = alpha_max
+        self.eta = eta
+        self.beta = beta
+        self.batch_size = batch_size
+        self.verbose = verbose
+        self._check_params()
+
+    # ------------------------------------------------------------------ parameters
+    def _check_params(self) -> None:
+        super()._check_params()
+        if _norm_key(self.norm) is None:
+            raise ValueError(f"norm must be 'inf' (np.inf) or 2, got {self.norm!r}.")
+        if not (_is_number(self.eps) and math.isfinite(self.eps) and self.eps >= 0):
+            raise ValueError(f"eps must be a finite number >= 0, got {self.eps!r}.")
+        for name in ("max_iter", "nb_random_init", "n_target_classes", "batch_size"):
+            value = getattr(self, name)
+            if not (_is_int(value) and value >= 1):
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+        if not isinstance(self.targeted, (bool, np.bool_)):
+            raise ValueError(f"targeted must be True or False, got {self.targeted!r}.")
+        if not (_is_number(self.alpha_max) and 0 <= self.alpha_max <= 1):
+            raise ValueError(f"alpha_max must be a number in [0, 1], got {self.alpha_max!r}.")
+        if not (_is_number(self.eta) and math.isfinite(self.eta) and self.eta >= 1):
+            raise ValueError(f"eta (overshoot) must be a finite number >= 1, got {self.eta!r}.")
+        if not (_is_number(self.beta) and 0 < self.beta <= 1):
+            raise ValueError(f"beta (backward step) must be a number in (0, 1], got {self.beta!r}.")
+        if not isinstance(self.verbose, (bool, np.bool_)):
+            raise ValueError(f"verbose must be True or False, got {self.verbose!r}.")
+
+    @property
+    def _p(self) -> float:
+        return _NORMS[_norm_key(self.norm)]  # type: ignore[index]
+
+    # ------------------------------------------------------------------ model access
+    def _eot_samples(self) -> int:
+        m = getattr(self.estimator, "eot_samples", 1)
+        return int(m) if _is_int(m) and m > 1 else 1
+
+    def _preprocess(self, x: torch.Tensor, differentiable: bool) -> tuple[torch.Tensor, Any]:
+        """``(model input, x as NumPy or None)``. Framework preprocessing keeps the graph; NumPy
+        preprocessing runs without gradient (its backward is ``_apply_preprocessing_gradient``)."""
+        est = self.estimator
+        if est.all_framework_preprocessing:
+            x_pre, _ = est._apply_preprocessing(x, y=None, fit=False, no_grad=not differentiable)
+            return x_pre.to(torch.float32), None
+        x_np = x.detach().cpu().numpy()
+        x_pre, _ = est._apply_preprocessing(x_np, y=None, fit=False, no_grad=True)
+        x_pre_t = torch.as_tensor(np.asarray(x_pre, dtype=np.float32), device=x.device)
+        return x_pre_t, x_np
+
+    @torch.no_grad()
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of ``x`` (B, K), averaged over ``eot_samples`` passes."""
+        model, m = self.estimator.model, self._eot_samples()
+        total = None
+        for _ in range(m):
+            x_in, _ = self._preprocess(x, differentiable=False)
+            out = model(x_in).float()
+            total = out if total is None else total + out
+        return total / m  # type: ignore[operator]
+
+    def _logits_and_grads(
+        self, x: torch.Tensor, selectors: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, K) and, for each selector ``S`` (B, K), the input gradient of
+        ``sum_k S[b, k] f_k(x_b)``: (B, len(selectors), D). Averaged over ``eot_samples``;
+        gradients w.r.t. the input only (weights' ``.grad`` untouched)."""
+        model, m = self.estimator.model, self._eot_samples()
+        logits_sum = None
+        grads_sum = None
+        with torch.enable_grad():
+            for _ in range(m):
+                x_var = x.detach().clone().requires_grad_(True)
+                if self.estimator.all_framework_preprocessing:
+                    x_in, x_np = self._preprocess(x_var, differentiable=True)
+                    wrt = x_var
+                else:
+                    x_in, x_np = self._preprocess(x_var, differentiable=False)
+                    x_in = x_in.requires_grad_(True)
+                    wrt = x_in
+                out = model(x_in).float()  # (B, K)
+                grads = []
+                for i, sel in enumerate(selectors):
+                    (g,) = torch.autograd.grad(
+                        (out * sel).sum(), wrt, retain_graph=i < len(selectors) - 1
+                    )
+                    if x_np is not None:  # BPDA through the NumPy preprocessing
+                        g_np = self.estimator._apply_preprocessing_gradient(x_np, g.cpu().numpy())
+                        g = torch.as_tensor(np.asarray(g_np, dtype=np.float32), device=x.device)
+                    grads.append(g.reshape(len(x), -1))
+                stacked = torch.stack(grads, dim=1)  # (B, S, D)
+                logits_sum = out.detach() if logits_sum is None else logits_sum + out.detach()
+                grads_sum = stacked if grads_sum is None else grads_sum + stacked
+        return logits_sum / m, grads_sum / m  # type: ignore[operator]
+
+    def _boundary(
+        self, x1: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The linearised boundary at ``x1``: ``df`` (B,) and ``dg`` (B, D) such that the boundary
+        is ``df + dg . (z - x1) = 0`` (``df < 0`` while ``x1`` is still on ``y``'s side)."""
+        n, nb_classes = len(x1), self.estimator.nb_classes
+        rows = torch.arange(n, device=x1.device)
+        eye = torch.eye(nb_classes, device=x1.device)
+        if target is not None:  # FAB-T: the boundary between the true class and the target
+            logits, grads = self._logits_and_grads(x1, [eye[target] - eye[y]])
+            return logits[rows, target] - logits[rows, y], grads[:, 0]
+        # untargeted: the closest linearised boundary among all other classes
+        logits, grads = self._logits_and_grads(
+            x1, [eye[k].expand(n, -1) for k in range(nb_classes)]
+        )
+        df = logits - logits[rows, y][:, None]  # (B, K)
+        dg = grads - grads[rows, y][:, None]  # (B, K, D)
+        dist = df.abs() / (_dual_norm(dg, self._p) + 1e-12)
+        dist[rows, y] = math.inf
+        closest = dist.argmin(dim=1)
+        return df[rows, closest], dg[rows, closest]
+
+    # ------------------------------------------------------------------ the attack
+    def _clamp(
+        self, x: torch.Tensor, box: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> torch.Tensor:
+        if box is None:
+            return x
+        return torch.maximum(torch.minimum(x, box[1]), box[0])
+
+    def _random_start(
+        self, x0: torch.Tensor, box: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> torch.Tensor:
+        """A random point at distance ``eps / 2`` from ``x0`` (the reference's restart scale)."""
+        if math.isinf(self._p):
+            t = 2 * torch.rand(x0.shape, device=x0.device) - 1
+        else:
+            t = torch.randn(x0.shape, device=x0.device)
+        scale = lp_norm(t, self._p).clamp_min(1e-12).reshape(-1, *[1] * (x0.dim() - 1))
+        return self._clamp(x0 + 0.5 * float(self.eps) * t / scale, box)
+
+    def _run(
+        self,
+        x0: torch.Tensor,
+        y: torch.Tensor,
+        target: torch.Tensor | None,
+        random_start: bool,
+        box: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One FAB run: ``(smallest adversarial point found, its norm)``; ``(x0, inf)`` where
+        none was found."""
+        n, p = len(x0), self._p
+        shape = (-1, *[1] * (x0.dim() - 1))
+        flat0 = x0.reshape(n, -1)
+        lo, hi = (box[0].reshape(-1), box[1].reshape(-1)) if box is not None else (None, None)
+        best_norm = torch.full((n,), math.inf, device=x0.device)
+        best = x0.clone()
+        x1 = self._random_start(x0, box) if random_start else x0.clone()
+        for _ in range(self.max_iter):
+            df, w = self._boundary(x1, y, target)  # (B,), (B, D)
+            flat1 = x1.reshape(n, -1)
+            need_from_x1 = -df  # w . d1 must make df + w . d1 = 0
+            need_from_x0 = -df + (w * (flat1 - flat0)).sum(1)
+            d = project_to_hyperplane(
+                torch.cat([flat1, flat0]),
+                torch.cat([w, w]),
+                torch.cat([need_from_x1, need_from_x0]),
+                p,
+                lo,
+                hi,
+            )
+            d1, d2 = d[:n].reshape(x0.shape), d[n:].reshape(x0.shape)
+            size = lp_norm(d, p).clamp_min(1e-8)
+            a1, a2 = size[:n], size[n:]
+            alpha = (a1 / (a1 + a2)).clamp(0.0, float(self.alpha_max)).reshape(shape)
+            x1 = (1 - alpha) * (x1 + self.eta * d1) + alpha * (x0 + self.eta * d2)
+            x1 = self._clamp(x1, box)
+            is_adv = self._logits(x1).argmax(1) != y
+            if is_adv.any():
+                dist = lp_norm(x1 - x0, p)
+                better = is_adv & (dist < best_norm)
+                best_norm = torch.where(better, dist, best_norm)
+                best = torch.where(better.reshape(shape), x1, best)
+                x1 = torch.where(is_adv.reshape(shape), x0 + self.beta * (x1 - x0), x1)
+        return best, best_norm
+
+    def _attack_batch(
+        self, x0: torch.Tensor, y: torch.Tensor, box: tuple[torch.Tensor, torch.Tensor] | None
+    ) -> torch.Tensor:
+        logits0 = self._logits(x0)
+        robust = logits0.argmax(1) == y  # only correctly classified examples are attacked
+        x_adv = x0.clone()
+        if self.targeted:
+            n_targets = min(int(self.n_target_classes), self.estimator.nb_classes - 1)
+            ranked = logits0.scatter(1, y[:, None], -math.inf).argsort(dim=1, descending=True)
+            targets: list[torch.Tensor | None] = [ranked[:, j] for j in range(n_targets)]
+        else:
+            targets = [None]
+        for j, target in enumerate(targets):
+            for restart in range(self.nb_random_init):
+                idx = robust.nonzero().squeeze(1)
+                if len(idx) == 0:
+                    return x_adv
+                cand, _ = self._run(
+                    x0[idx], y[idx], None if target is None else target[idx], restart > 0, box
+                )
+                # AutoAttack's acceptance: misclassified, within eps (and, here, inside the box)
+                ok = self._logits(cand).argmax(1) != y[idx]
+                ok &= lp_norm(cand - x0[idx], self._p) <= float(self.eps)
+                if box is not None:
+                    ok &= ((cand >= box[0]) & (cand <= box[1])).reshape(len(idx), -1).all(1)
+                x_adv[idx[ok]] = cand[ok]
+                robust[idx[ok]] = False
+                logger.log(
+                    logging.INFO if self.verbose else logging.DEBUG,
+                    "FAB%s target %d/%d restart %d: %d broken, %d robust left",
+                    "-T" if self.targeted else "",
+                    j + 1,
+                    len(targets),
+                    restart,
+                    int(ok.sum()),
+                    int(robust.sum()),
+                )
+        return x_adv
+
+    def generate(self, x: np.ndarray, y: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:
+        """Adversarial examples for ``x`` (N, C, H, W) with TRUE labels ``y`` ((N,) int or one-hot;
+        ``None``: the model's predictions). Returns float32 ``x_adv`` of ``x``'s shape: each example
+        is FAB's adversarial point where it is misclassified, within ``eps`` and inside
+        ``clip_values``, and ``x`` itself otherwise (already misclassified examples included)."""
+        self._check_params()
+        est = self.estimator
+        x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.floating):
+            raise ValueError(f"x must be a float array, got dtype {x.dtype}.")
+        x32 = x.astype(np.float32, copy=False)
+        if y is None:
+            logger.info("FAB: no labels given; attacking the model's own predictions")
+            y_int = est.predict(x32, batch_size=self.batch_size).argmax(1)
+        else:
+            y_arr = np.asarray(y)
+            y_int = y_arr.argmax(1) if y_arr.ndim == 2 else y_arr.astype(np.int64)
+        if len(y_int) != len(x32):
+            raise ValueError(f"x has {len(x32)} examples but y has {len(y_int)} labels.")
+        device = est.device
+        box = None
+        if est.clip_values is not None:
+            lo = np.broadcast_to(np.asarray(est.clip_values[0], np.float32), x32.shape[1:])
+            hi = np.broadcast_to(np.asarray(est.clip_values[1], np.float32), x32.shape[1:])
+            box = (
+                torch.as_tensor(lo.copy(), device=device),
+                torch.as_tensor(hi.copy(), device=device),
+            )
+        out = np.empty_like(x32)
+        start = time.perf_counter()
+        with _eval_mode(est.model), torch.no_grad():
+            for b in range(0, len(x32), self.batch_size):
+                xb = torch.as_tensor(x32[b : b + self.batch_size], device=device)
+                yb = torch.as_tensor(y_int[b : b + self.batch_size], device=device).long()
+                out[b : b + self.batch_size] = self._attack_batch(xb, yb, box).cpu().numpy()
+        changed = int((out != x32).reshape(len(x32), -1).any(1).sum()) if len(x32) else 0
+        logger.log(
+            logging.INFO if self.verbose else logging.DEBUG,
+            "FAB%s: %d/%d examples perturbed within eps=%g in %.1f s",
+            "-T" if self.targeted else "",
+            changed,
+            len(x32),
+            float(self.eps),
+            time.perf_counter() - start,
+        )
+        return out
