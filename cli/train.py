@@ -105,6 +105,28 @@ def default_run_dir(dataset: str, trainer: str) -> Path:
     return run_dir
 
 
+def resume_device(run_dir: Path, device: str) -> str | None:
+    """The device to resume on: ``--device`` when given, else the saved one (``None``), or the CPU
+    with a warning when that was CUDA and this machine has none."""
+    if device != "auto":
+        return device
+    from er_art.runs import RUN_JSON, read_run
+
+    if not (run_dir / RUN_JSON).is_file():
+        return None  # the library says what is wrong with the directory
+    saved = (read_run(run_dir).get("config") or {}).get("device")
+    import torch
+
+    if saved == "cuda" and not torch.cuda.is_available():
+        typer.echo(
+            f"warning: {run_dir} was trained on CUDA, but CUDA is not available here: "
+            "continuing on the CPU (not bit-identical to an uninterrupted CUDA run).",
+            err=True,
+        )
+        return "cpu"
+    return None
+
+
 def parse_embedding_dim(value: str | None) -> int | str | None:
     if value is None or value == "auto":
         return value
@@ -159,7 +181,21 @@ def train(
     ] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     amp: Annotated[
-        bool, typer.Option("--amp", help="bfloat16 mixed precision in training.")
+        bool,
+        typer.Option(
+            "--amp", help="bfloat16 mixed precision (encoder, head, PGD; the critic stays fp32)."
+        ),
+    ] = False,
+    deterministic: Annotated[
+        bool,
+        typer.Option(
+            "--deterministic",
+            help="Deterministic algorithms (cuDNN, cuBLAS): exact resume on CUDA too; slower.",
+        ),
+    ] = False,
+    compile_: Annotated[
+        bool,
+        typer.Option("--compile", help="torch.compile the nets (CUDA; the first steps compile)."),
     ] = False,
     out: Annotated[
         Path | None, typer.Option(help="Run directory (default: runs/<dataset>-<trainer>-<time>).")
@@ -214,14 +250,17 @@ def train(
                     raise fail(
                         f"{', '.join(clash)} cannot be changed when resuming (the run keeps its "
                         "saved config); "
-                        "only --epochs, --checkpoint-every and --device can."
+                        "only --epochs, --checkpoint-every, --device, --deterministic and "
+                        "--compile can."
                     )
                 result = training.resume(
                     out,
                     progress,
                     epochs=epochs,
                     checkpoint_every=checkpoint_every,
-                    device=None if device == "auto" else device,
+                    device=resume_device(out, device),
+                    deterministic=deterministic or None,
+                    compile=compile_ or None,
                 )
             else:
                 config = training.TrainingConfig(
@@ -240,6 +279,8 @@ def train(
                     seed=seed,
                     device=device,
                     amp=amp,
+                    deterministic=deterministic,
+                    compile=compile_,
                     checkpoint_every=checkpoint_every or 0,
                     limit=limit,
                     threads=threads,

@@ -20,6 +20,7 @@ import torch
 from art.estimators.classification import PyTorchClassifier
 
 from er_art.classifier import ERClassifier
+from er_art.devices import cpu_copy, to_cpu
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ def atomic_write(path: str | os.PathLike, write: Any) -> None:
 
 
 def classifier_state(classifier: PyTorchClassifier) -> dict[str, Any]:
-    """The config and state dicts of an er-art classifier (ER or baseline), on the CPU."""
+    """The config and state dicts of an er-art classifier (ER or baseline): CPU copies, never the
+    live (perhaps CUDA) tensors, so a checkpoint loads anywhere."""
     if isinstance(classifier, ERClassifier):
         if classifier.arch is None:
             raise CheckpointError(
@@ -58,7 +60,7 @@ def classifier_state(classifier: PyTorchClassifier) -> dict[str, Any]:
             )
         config = classifier.config()
         model = classifier.er_model
-        optimizers = classifier.optimizers.state_dict()
+        optimizers = to_cpu(classifier.optimizers.state_dict())
     else:
         config = getattr(classifier, "er_art_config", None)
         if config is None:
@@ -67,9 +69,11 @@ def classifier_state(classifier: PyTorchClassifier) -> dict[str, Any]:
             )
         model = classifier.model
         optimizers = (
-            {"model": classifier.optimizer.state_dict()} if classifier.optimizer is not None else {}
+            {"model": to_cpu(classifier.optimizer.state_dict())}
+            if classifier.optimizer is not None
+            else {}
         )
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: cpu_copy(v) for k, v in model.state_dict().items()}
     return {"config": config, "model": state, "optimizers": optimizers}
 
 
@@ -110,15 +114,32 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
+def saved_device(saved: str, what: str = "the checkpoint") -> str:
+    """The device to rebuild on when none is asked for: the saved one, or the CPU (with a logged
+    warning) when it was CUDA and this machine has none."""
+    if saved == "cuda" and not torch.cuda.is_available():
+        logger.warning(
+            "%s was trained on CUDA, but CUDA is not available here: using the CPU "
+            "(pass a device to choose)",
+            what,
+        )
+        return "cpu"
+    return saved
+
+
 def classifier_from_state(
     state: dict[str, Any], device_type: str | None = None
 ) -> PyTorchClassifier:
-    """Rebuild a classifier from :func:`classifier_state`'s dict."""
+    """Rebuild a classifier from :func:`classifier_state`'s dict.
+
+    :param device_type: ``auto``, ``cpu`` or ``cuda``; ``None``: the saved device, or the CPU when
+        that was CUDA and this machine has none.
+    """
     from er_art.build import build_classifier
 
     config = dict(state["config"])
     options = {k: v for k, v in config.get("arch_options", {}).items() if k != "init_weights"}
-    device = device_type or config.get("device_type", "auto")
+    device = device_type or saved_device(config.get("device_type", "auto"))
     clip = config.get("clip_values")
     common = dict(
         nb_classes=config["nb_classes"],
@@ -159,7 +180,8 @@ def load_classifier(path: str | os.PathLike, device_type: str | None = None) -> 
     trained.
 
     :param path: a checkpoint file, or a run directory of ``er-art train`` (its ``checkpoint.pt``).
-    :param device_type: ``auto``, ``cpu`` or ``cuda``; default: the device it was built for.
+    :param device_type: ``auto``, ``cpu`` or ``cuda``; default: the device it was built for, or
+        the CPU (with a logged warning) when that was CUDA and this machine has none.
     :return: an :class:`ERClassifier`, or a ``PyTorchClassifier`` for baseline architectures.
     """
     payload = read_checkpoint(path)

@@ -16,7 +16,12 @@ Differences from a stock ``PyTorchClassifier``, each deliberate:
 - inputs of any float dtype are cast to the model's float32 (ART hands float64 under NumPy 2);
 - pickling is self-contained (no files in ART's data dir) and works with ``dill`` too (ART's
   parallel ``AutoAttack``);
-- mixed precision is ``torch.amp`` bfloat16 autocast (``amp=True``), not ART's apex ``use_amp``.
+- mixed precision is ``torch.amp`` bfloat16 autocast (``amp=True``), not ART's apex ``use_amp``;
+- ART's standardisation runs on the input's own device (:class:`DeviceStandardisation`), and an
+  identity one is skipped;
+- on CUDA a conv net's weights are channels_last;
+- a pickle holds CPU tensors only and comes back on a device the unpickling machine has (a CUDA
+  pickle on a CPU-only machine: on the CPU, with a logged warning).
 """
 
 from __future__ import annotations
@@ -28,9 +33,18 @@ from typing import Any
 import numpy as np
 import torch
 from art.estimators.classification import PyTorchClassifier
+from art.preprocessing.standardisation_mean_std.pytorch import StandardisationMeanStdPyTorch
+from art.preprocessing.standardisation_mean_std.utils import broadcastable_mean_std
 from art.utils import check_and_transform_label_format
 
 from er_art.algorithm import StepResult, algorithm1_step, make_optimizers
+from er_art.devices import (
+    cpu_module_copy,
+    fits_on_device,
+    to_cpu,
+    usable_device,
+    use_channels_last,
+)
 from er_art.model import ERModel
 from er_art.priors import Prior, build_prior
 
@@ -57,6 +71,48 @@ def resolve_device_type(device_type: str) -> str:
             )
         return "gpu"
     raise ValueError(f"Unknown device {device_type!r}; accepted: auto, cpu, cuda, gpu.")
+
+
+class DeviceStandardisation(StandardisationMeanStdPyTorch):
+    """ART's ``StandardisationMeanStdPyTorch`` on the input's own device.
+
+    ART's makes its mean and std from NumPy on the device it was built for, at every call: a host
+    copy (a synchronisation) per batch on CUDA, and a device that a pickle carries to machines
+    without it. Here they are made once per device and kept; ``(0, 1)`` returns ``x`` unchanged.
+    """
+
+    def __init__(
+        self,
+        mean: float | np.ndarray = 0.0,
+        std: float | np.ndarray = 1.0,
+        apply_fit: bool = True,
+        apply_predict: bool = True,
+    ) -> None:
+        super().__init__(
+            mean=mean, std=std, apply_fit=apply_fit, apply_predict=apply_predict, device_type="cpu"
+        )
+        self._identity = bool(np.all(self.mean == 0) and np.all(self.std == 1))
+        self._on_device: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self._identity:
+            return x, y
+        key = (str(x.device), x.ndim)
+        if key not in self._on_device:
+            mean, std = broadcastable_mean_std(x, self.mean, self.std)
+            self._on_device[key] = (
+                torch.tensor(mean, dtype=torch.float32, device=x.device),
+                torch.tensor(std, dtype=torch.float32, device=x.device),
+            )
+        mean_t, std_t = self._on_device[key]
+        return (x - mean_t) / std_t, y
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_on_device"] = {}
+        return state
 
 
 def generator_batches(generator: Any) -> Iterator[tuple[Any, Any]]:
@@ -137,6 +193,8 @@ class ERClassifier(PyTorchClassifier):
         if not clip_value > 0:
             raise ValueError(f"clip_value must be > 0, got {clip_value}.")
         self._requested_device_type = device_type
+        if isinstance(preprocessing, tuple):
+            preprocessing = DeviceStandardisation(mean=preprocessing[0], std=preprocessing[1])
         super().__init__(
             model=model,
             loss=torch.nn.CrossEntropyLoss(),
@@ -164,6 +222,7 @@ class ERClassifier(PyTorchClassifier):
         self.arch = arch
         self.arch_options = dict(arch_options or {})
         self._layer_names = ["embedding", "logits"]
+        use_channels_last(self._er_model, self._device)
         self._optimizers = make_optimizers(model, self._lr, self._lr_ratios)  # type: ignore[arg-type]
         self._er_model.eval()
 
@@ -340,21 +399,23 @@ class ERClassifier(PyTorchClassifier):
         """
         regularize = bool(kwargs.pop("regularize", True))
         y = check_and_transform_label_format(y, nb_classes=self.nb_classes)
-        x_pre, y_pre = self._apply_preprocessing(x, y, fit=True)
-        x_t = torch.from_numpy(np.ascontiguousarray(x_pre))
-        y_t = self._labels_to_tensor(y_pre).cpu()
+        # The raw data go to the device once when they fit (else they stay on the host and go
+        # batch by batch); preprocessing runs per batch, so no second copy is ever made.
+        x_t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        y_t = torch.from_numpy(np.asarray(y))
+        if fits_on_device(x_t.nbytes + y_t.nbytes, self._device):
+            x_t, y_t = x_t.to(self._device), y_t.to(self._device)
         n = len(x_t)
         n_batches = n // batch_size if drop_last else int(np.ceil(n / batch_size))
         for epoch in range(nb_epochs):
-            perm = torch.randperm(n)
+            perm = torch.randperm(n).to(x_t.device)
             totals = torch.zeros(3, device=self._device)
             for b in range(n_batches):
                 idx = perm[b * batch_size : (b + 1) * batch_size]
                 if len(idx) < 2:  # BatchNorm cannot train on a single example
                     continue
-                res = self.train_step(
-                    x_t[idx].to(self._device), y_t[idx].to(self._device), regularize=regularize
-                )
+                x_b, y_b = self._prepare_batch(x_t[idx].to(self._device), y_t[idx].to(self._device))
+                res = self.train_step(x_b, y_b, regularize=regularize)
                 totals += torch.stack([res.ce, res.disc, res.reg])
             if scheduler is not None:
                 scheduler.step()
@@ -569,7 +630,7 @@ class ERClassifier(PyTorchClassifier):
 
     def __getstate__(self) -> dict[str, Any]:
         """Self-contained pickling: nets and optimizer states travel inside the pickle (no stray
-        files).
+        files), as CPU tensors, so that a machine without this one's GPU can unpickle them.
 
         The optimizers travel as state dicts (plain tensors), so ``dill`` (ART's parallel
         AutoAttack) can pickle the classifier too: a ``torch.optim.Adam`` does not survive ``dill``.
@@ -577,7 +638,8 @@ class ERClassifier(PyTorchClassifier):
         state = self.__dict__.copy()
         for key in ("_model", "_model_wrapper", "_features"):
             state.pop(key, None)
-        state["_optimizers"] = self._optimizers.state_dict()
+        state["_er_model"] = cpu_module_copy(self._er_model)
+        state["_optimizers"] = to_cpu(self._optimizers.state_dict())
         state["_device"] = str(self._device)
         return state
 
@@ -585,13 +647,14 @@ class ERClassifier(PyTorchClassifier):
         state = dict(state)
         optimizer_state = state.pop("_optimizers")
         self.__dict__.update(state)
-        device = torch.device(state["_device"])
-        if device.type == "cuda" and not torch.cuda.is_available():
-            device = torch.device("cpu")
-        self._device = device
+        self._device = usable_device(state["_device"], "the pickled classifier")
         self._er_model.to(self._device)
+        use_channels_last(self._er_model, self._device)
         self._model = self._make_model_wrapper(self._er_model)
         self._model.to(self._device)
+        for op in self.preprocessing_operations:  # the same objects as preprocessing(_defences)
+            if isinstance(getattr(op, "_device", None), torch.device):
+                op._device = self._device  # ART's PyTorch preprocessors keep their device
         self._optimizers = make_optimizers(self._er_model, self._lr, self._lr_ratios)  # type: ignore[arg-type]
         self._optimizers.load_state_dict(optimizer_state)
 

@@ -11,7 +11,11 @@ The loop drives the batches itself and calls the trainer's per-batch step
 - the data order of epoch ``e`` comes from a generator seeded by ``(seed, e)``; the torch, NumPy,
   Python and CUDA RNG states are saved with every checkpoint and restored on resume, which restarts
   mid-epoch at the saved step: on the CPU a run killed at any moment and resumed ends with exactly
-  the weights of an uninterrupted run;
+  the weights of an uninterrupted run; on CUDA too with ``deterministic=True`` (deterministic
+  algorithms, cuDNN and cuBLAS) on the same number and type of GPUs;
+- data that fit in device memory (digits, MNIST, Fashion-MNIST, CIFAR-10 on a GPU) stay on the
+  device for the whole run, and the loop reads losses back from the GPU only for the progress
+  display (at most every ``SYNC_SECONDS``), checkpoints and epoch ends;
 - a checkpoint (``er_art.save_classifier`` + the training state, written atomically) at the start,
   at the end of every epoch and every ``checkpoint_every`` steps;
 - Ctrl-C (SIGINT) finishes the current step, saves and raises :class:`TrainingInterrupted`;
@@ -49,6 +53,7 @@ from er_art.checkpoint import (
 )
 from er_art.classifier import resolve_device_type
 from er_art.datasets import DatasetSpec, get_dataset
+from er_art.devices import compile_model, fits_on_device, is_nondeterminism_error, torch_settings
 from er_art.registry import get_plugin
 from er_art.runs import METRICS, RUN_JSON, atomic_write, mark_latest, read_run, write_json
 from er_art.trainers import AttackSettings, TrainerSpec, get_trainer
@@ -56,6 +61,7 @@ from er_art.trainers import AttackSettings, TrainerSpec, get_trainer
 logger = logging.getLogger(__name__)
 
 BASELINE_ARCHS = {1: "cnn", 3: "vgg19"}  # the paper's baselines by number of input channels
+SYNC_SECONDS = 0.5  # on CUDA, losses are read back (and checked for NaN) at most this often
 
 
 class TrainingInterrupted(Exception):
@@ -98,7 +104,9 @@ class TrainingConfig:
     lr: float | None = None  # base learning rate (None: the architecture's)
     seed: int = 0  # seeds weights, data order, priors and attacks
     device: str = "auto"  # auto | cpu | cuda
-    amp: bool = False  # bfloat16 autocast in training
+    amp: bool = False  # bfloat16 autocast in training (the critic stays in float32)
+    deterministic: bool = False  # deterministic algorithms: exact resume on CUDA too (slower)
+    compile: bool = False  # torch.compile the nets for this run (CUDA; first steps compile)
     checkpoint_every: int = 0  # also checkpoint every N steps (0: only at the end of each epoch)
     limit: int | None = None  # use only the first N train and test examples (smoke tests)
     threads: int | None = (
@@ -137,7 +145,9 @@ class TrainingCallbacks:
 
     def on_epoch_start(self, epoch: int, epochs: int, start_step: int, steps: int) -> None: ...
 
-    def on_step(self, epoch: int, step: int, running: dict[str, float]) -> None: ...
+    def on_step(self, epoch: int, step: int, running: dict[str, float]) -> None:
+        """After every step; ``running`` (the epoch's mean losses and accuracy so far) is
+        refreshed every step on the CPU and at most every ``SYNC_SECONDS`` on CUDA."""
 
     def on_epoch_end(self, metrics: dict[str, Any]) -> None: ...
 
@@ -338,8 +348,15 @@ def prepare_run_dir(run_dir: Path) -> Path:
 
 
 # ---------------------------------------------------------------------- RNG states
-def rng_state() -> dict[str, Any]:
-    """torch, NumPy, Python and CUDA RNG states as tensors and plain values (weights_only)."""
+def rng_state(cuda: bool | None = None) -> dict[str, Any]:
+    """torch, NumPy, Python and CUDA RNG states as tensors and plain values (weights_only).
+
+    :param cuda: include the CUDA generators (``True`` for a CUDA run); ``None``: only when this
+        process has already initialised CUDA, since reading them would initialise it (a context on
+        every GPU) for a run that never used it.
+    """
+    if cuda is None:
+        cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
     np_state = np.random.get_state()
     py_version, py_internal, py_gauss = random.getstate()
     state: dict[str, Any] = {
@@ -355,7 +372,7 @@ def rng_state() -> dict[str, Any]:
             "internal": torch.tensor(py_internal, dtype=torch.int64),
             "gauss": py_gauss,
         },
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": torch.cuda.get_rng_state_all() if cuda and torch.cuda.is_available() else [],
     }
     return state
 
@@ -374,12 +391,22 @@ def set_rng_state(state: dict[str, Any]) -> None:
     )
     p = state["python"]
     random.setstate((int(p["version"]), tuple(int(v) for v in p["internal"].tolist()), p["gauss"]))
-    if (
-        state.get("cuda")
-        and torch.cuda.is_available()
-        and len(state["cuda"]) == torch.cuda.device_count()
-    ):
-        torch.cuda.set_rng_state_all(state["cuda"])
+    saved = list(state.get("cuda") or [])
+    if not saved:
+        return
+    here = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if here == len(saved):
+        torch.cuda.set_rng_state_all(saved)
+        return
+    logger.warning(
+        "the checkpoint holds the CUDA RNG states of %d GPUs, this machine has %d: restored "
+        "%d of them; the resumed run is not bit-identical to an uninterrupted one",
+        len(saved),
+        here,
+        min(here, len(saved)),
+    )
+    for index in range(min(here, len(saved))):
+        torch.cuda.set_rng_state(saved[index], device=index)
 
 
 def seed_everything(seed: int) -> None:
@@ -402,32 +429,42 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 
 class BatchSource:
-    """Batches of a ``torch`` Dataset in a given order; in-memory datasets without transforms are
-    indexed directly, others go through a single-process ``DataLoader`` (keeps transforms'
-    randomness on the restored global RNG)."""
+    """Batches of a ``torch`` Dataset in a given order. In-memory datasets without transforms are
+    indexed directly, kept on ``device`` for the whole run when they fit there (no per-batch host
+    copy); others go through a single-process ``DataLoader`` (keeps transforms' randomness on the
+    restored global RNG)."""
 
-    def __init__(self, dataset: Any, batch_size: int) -> None:
+    def __init__(self, dataset: Any, batch_size: int, device: torch.device | str = "cpu") -> None:
         self.dataset = dataset
         self.batch_size = batch_size
-        self._arrays = None
+        self.device = torch.device(device)
+        self._tensors: tuple[torch.Tensor, torch.Tensor] | None = None
         if hasattr(dataset, "arrays") and getattr(dataset, "transform", None) is None:
-            self._arrays = dataset.arrays()
+            x, y = dataset.arrays()
+            x_t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            y_t = torch.from_numpy(np.asarray(y, dtype=np.int64))
+            if fits_on_device(x_t.nbytes + y_t.nbytes, self.device):
+                x_t, y_t = x_t.to(self.device), y_t.to(self.device)
+            self._tensors = (x_t, y_t)
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+    @property
+    def on_device(self) -> bool:
+        """Whether the whole dataset lives on the training device."""
+        return self._tensors is not None and self._tensors[0].device == self.device
 
     def batches(
         self, order: torch.Tensor, start_step: int, steps: int
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         bs = self.batch_size
-        if self._arrays is not None:
-            x_all, y_all = self._arrays
+        if self._tensors is not None:
+            x_all, y_all = self._tensors
+            order = order.to(x_all.device)  # one copy per epoch, then slices of it
             for s in range(start_step, steps):
-                idx = order[s * bs : (s + 1) * bs].numpy()
-                yield (
-                    torch.from_numpy(x_all[idx]),
-                    torch.from_numpy(np.asarray(y_all[idx], dtype=np.int64)),
-                )
+                idx = order[s * bs : (s + 1) * bs]
+                yield x_all[idx].to(self.device), y_all[idx].to(self.device)
             return
         from torch.utils.data import DataLoader, Subset
 
@@ -486,8 +523,14 @@ class _Run:
         train_set = self.spec.load("train", cfg.data_dir)
         if cfg.limit is not None and cfg.limit < len(train_set):
             train_set = _first(train_set, cfg.limit)
-        self.source = BatchSource(train_set, cfg.batch_size)  # type: ignore[arg-type]
+        device = classifier.device
+        self.source = BatchSource(train_set, cfg.batch_size, device)  # type: ignore[arg-type]
         self.x_test, self.y_test = self.spec.arrays("test", cfg.data_dir, limit=cfg.limit)
+        self.test_tensors: tuple[torch.Tensor, torch.Tensor] | None = None
+        x_test_t = torch.from_numpy(np.ascontiguousarray(self.x_test, dtype=np.float32))
+        if fits_on_device(x_test_t.nbytes, device):
+            y_test_t = torch.from_numpy(np.asarray(self.y_test, dtype=np.int64))
+            self.test_tensors = (x_test_t.to(device), y_test_t.to(device))
         self.step_fn = self.trainer.make_step(classifier, attack_settings(cfg), amp=cfg.amp)
         self.steps = steps_per_epoch(len(self.source), cfg.batch_size)  # type: ignore[arg-type]
         if self.steps == 0:
@@ -501,16 +544,19 @@ class _Run:
         self.metrics: list[dict[str, Any]] = list(t.get("metrics", []))
         self.elapsed = float(t.get("elapsed", 0.0))
         self.epoch_time = float(t.get("epoch_time", 0.0))
-        device = classifier.device
         self.sums = (
             t["epoch_sums"].to(device)
             if "epoch_sums" in t
             else torch.zeros(3, dtype=torch.float64, device=device)
         )
-        self.correct = int(t.get("epoch_correct", 0))
+        # a device tensor: read back only for the display, checkpoints and epoch ends
+        self.correct = torch.tensor(int(t.get("epoch_correct", 0)), device=device)
         self.seen = int(t.get("epoch_seen", 0))
         self.batches = int(t.get("epoch_batches", 0))
         self._mark = time.perf_counter()
+        self._shown: dict[str, float] = {}  # the running values last read back
+        if cfg.compile:
+            compile_model(classifier.model)
         if training is not None:  # last: building nets and attacks above may draw from the RNGs
             set_rng_state(training["rng"])
 
@@ -528,7 +574,7 @@ class _Run:
             "step": self.step,
             "global_step": self.global_step,
             "finished": finished,
-            "rng": rng_state(),
+            "rng": rng_state(cuda=self.clf.device.type == "cuda"),
             "data_order": {
                 "seed": self.cfg.seed,
                 "epoch": self.epoch,
@@ -536,7 +582,7 @@ class _Run:
                 "batch_size": self.cfg.batch_size,
             },
             "epoch_sums": self.sums.detach().cpu(),
-            "epoch_correct": self.correct,
+            "epoch_correct": int(self.correct),
             "epoch_seen": self.seen,
             "epoch_batches": self.batches,
             "epoch_time": self.epoch_time,
@@ -546,6 +592,7 @@ class _Run:
         }
 
     def checkpoint(self, finished: bool = False) -> None:
+        self._check_losses()
         if not _weights_finite(self.clf):
             raise TrainingDiverged(self._diverged_message("the weights"))
         path = self.run_dir / RUN_CHECKPOINT
@@ -562,8 +609,28 @@ class _Run:
         )
 
     def evaluate(self) -> float:
-        pred = self.clf.predict(self.x_test, batch_size=max(self.cfg.batch_size, 256))  # type: ignore[type-var]
-        return float((pred.argmax(1) == self.y_test).mean())
+        """Test accuracy: on the device when the test set lives there, else through ``predict``."""
+        batch_size = max(self.cfg.batch_size, 256)  # type: ignore[type-var]
+        if self.test_tensors is None:
+            pred = self.clf.predict(self.x_test, batch_size=batch_size)
+            return float((pred.argmax(1) == self.y_test).mean())
+        x_all, y_all = self.test_tensors
+        model = self.clf.model
+        model.eval()
+        correct = torch.zeros((), dtype=torch.int64, device=y_all.device)
+        with torch.no_grad():
+            for start in range(0, len(y_all), batch_size):
+                x_b, _ = self.clf._apply_preprocessing(
+                    x_all[start : start + batch_size], None, fit=False
+                )
+                logits = model(x_b)  # (B, nb_classes)
+                correct += (logits.argmax(1) == y_all[start : start + batch_size]).sum()
+        return int(correct) / len(y_all)
+
+    def _check_losses(self) -> None:
+        """A NaN or infinite loss since the epoch began poisons the sums: stop (one sync)."""
+        if not bool(torch.isfinite(self.sums).all()):
+            raise TrainingDiverged(self._diverged_message("the loss"))
 
     # -- the loop
     def run(self) -> None:
@@ -572,22 +639,26 @@ class _Run:
         if self.global_step == 0 and self.epoch == 0:
             self.checkpoint()  # a resume point before the first step
         device = self.clf.device
+        sync_every_step = device.type != "cuda"  # reading a CPU tensor costs nothing
+        last_sync = time.perf_counter()
         with _StopFlag() as stop:
             while self.epoch < cfg.epochs:  # type: ignore[operator]
                 self.callbacks.on_epoch_start(self.epoch, cfg.epochs, self.step, self.steps)  # type: ignore[arg-type]
                 order = epoch_order(cfg.seed, self.epoch, len(self.source))
                 for x_b, y_b in self.source.batches(order, self.step, self.steps):
                     res = self.step_fn(x_b.to(device), y_b.to(device))
-                    losses = torch.stack([res.ce, res.disc, res.reg]).double()
-                    if not bool(torch.isfinite(losses).all()):
-                        raise TrainingDiverged(self._diverged_message("the loss"))
-                    self.sums += losses
-                    self.correct += int(res.correct)
+                    self.sums += torch.stack([res.ce, res.disc, res.reg]).double()
+                    self.correct += res.correct
                     self.seen += len(y_b)
                     self.batches += 1
                     self.step += 1
                     self.global_step += 1
-                    self.callbacks.on_step(self.epoch, self.step, self._running())
+                    now = time.perf_counter()
+                    if sync_every_step or now - last_sync >= SYNC_SECONDS:
+                        self._check_losses()
+                        self._shown = self._running()
+                        last_sync = now
+                    self.callbacks.on_step(self.epoch, self.step, self._shown)
                     if stop.requested:
                         self.checkpoint()
                         raise TrainingInterrupted(self.run_dir, self.epoch, self.step)
@@ -604,9 +675,11 @@ class _Run:
 
     def _running(self) -> dict[str, float]:
         ce, disc, reg = (self.sums / max(self.batches, 1)).tolist()
-        return {"ce": ce, "disc": disc, "reg": reg, "train_acc": self.correct / max(self.seen, 1)}
+        accuracy = int(self.correct) / max(self.seen, 1)
+        return {"ce": ce, "disc": disc, "reg": reg, "train_acc": accuracy}
 
     def _end_epoch(self) -> None:
+        self._check_losses()
         running = self._running()
         test_acc = self.evaluate()
         self._tick()
@@ -625,7 +698,8 @@ class _Run:
         self.epoch += 1
         self.step = 0
         self.sums.zero_()
-        self.correct = self.seen = self.batches = 0
+        self.correct.zero_()
+        self.seen = self.batches = 0
         self.epoch_time = 0.0
         self.checkpoint(finished=self.epoch >= self.cfg.epochs)  # type: ignore[operator]
         self.callbacks.on_epoch_end(record)
@@ -658,6 +732,15 @@ def _drive(run: _Run) -> None:
     except TrainingDiverged:
         _set_status(run.run_dir, "failed")
         raise
+    except RuntimeError as err:
+        if not (run.cfg.deterministic and is_nondeterminism_error(err)):
+            raise
+        _set_status(run.run_dir, "failed")
+        what = str(err).split(", but", 1)[0].strip()
+        raise ValueError(
+            f"--deterministic cannot be honoured on {run.clf.device}: {what}; "
+            "train without --deterministic or with another architecture."
+        ) from None
     finally:
         torch.set_num_threads(run.previous_threads)
     _set_status(run.run_dir, "finished")
@@ -701,11 +784,17 @@ def train(
     )
     if latest_root is not None:
         mark_latest(run_dir, latest_root)
-    seed_everything(cfg.seed)
-    classifier = build_for(cfg, spec)
-    run = _Run(cfg, run_dir, classifier, None, callbacks or TrainingCallbacks())
-    _drive(run)
+    with torch_settings(cfg.deterministic, cuda=_uses_cuda(cfg.device)):
+        seed_everything(cfg.seed)
+        classifier = build_for(cfg, spec)
+        run = _Run(cfg, run_dir, classifier, None, callbacks or TrainingCallbacks())
+        _drive(run)
     return TrainingResult(run_dir, classifier, run.metrics, cfg)
+
+
+def _uses_cuda(device: str) -> bool:
+    """Whether a run with ``--device device`` runs on CUDA here."""
+    return device != "cpu" and torch.cuda.is_available()
 
 
 def resume(
@@ -715,12 +804,17 @@ def resume(
     checkpoint_every: int | None = None,
     device: str | None = None,
     latest_root: str | Path | None = "runs",
+    deterministic: bool | None = None,
+    compile: bool | None = None,
 ) -> TrainingResult:
     """Continue the run in ``run_dir`` with its saved config from its last checkpoint.
 
     :param epochs: train up to this many epochs in all (default: the saved number).
     :param checkpoint_every: change the step interval of checkpoints (default: the saved one).
-    :param device: run on another device (``auto``, ``cpu``, ``cuda``; default: the saved one).
+    :param device: run on another device (``auto``, ``cpu``, ``cuda``; default: the saved one, or
+        the CPU with a logged warning when that was CUDA and this machine has none).
+    :param deterministic: turn deterministic algorithms on or off from here on (default: saved).
+    :param compile: ``torch.compile`` the nets or not (default: as saved).
     """
     run_dir = Path(run_dir)
     if not (run_dir / RUN_JSON).is_file():
@@ -736,25 +830,37 @@ def resume(
     if device is not None:
         resolve_device_type(device)
         cfg.device = device
+    elif cfg.device == "cuda" and not torch.cuda.is_available():
+        logger.warning(
+            "%s was trained on CUDA, but CUDA is not available here: continuing on the CPU "
+            "(not bit-identical to an uninterrupted CUDA run)",
+            run_dir,
+        )
+        cfg.device = "cpu"
+    if deterministic is not None:
+        cfg.deterministic = bool(deterministic)
+    if compile is not None:
+        cfg.compile = bool(compile)
     prepare_run_dir(run_dir)
     spec = dataset_spec(cfg)
-    training = None
-    if (run_dir / RUN_CHECKPOINT).is_file():
-        payload = read_checkpoint(run_dir / RUN_CHECKPOINT)
-        training = payload.get("training")
-        if training is None:
-            raise ValueError(
-                f"{run_dir / RUN_CHECKPOINT} holds no training state; it cannot be resumed."
-            )
-        classifier = classifier_from_state(payload["classifier"], cfg.device)
-    else:  # killed before the first checkpoint: start over with the saved config
-        seed_everything(cfg.seed)
-        classifier = build_for(cfg, spec)
-    if latest_root is not None:
-        mark_latest(run_dir, latest_root)
-    run = _Run(cfg, run_dir, classifier, training, callbacks or TrainingCallbacks())
-    _set_status(run_dir, "running", resumed=info.get("resumed", 0) + 1, config=cfg.to_dict())
-    _drive(run)
+    with torch_settings(cfg.deterministic, cuda=_uses_cuda(cfg.device)):
+        training = None
+        if (run_dir / RUN_CHECKPOINT).is_file():
+            payload = read_checkpoint(run_dir / RUN_CHECKPOINT)
+            training = payload.get("training")
+            if training is None:
+                raise ValueError(
+                    f"{run_dir / RUN_CHECKPOINT} holds no training state; it cannot be resumed."
+                )
+            classifier = classifier_from_state(payload["classifier"], cfg.device)
+        else:  # killed before the first checkpoint: start over with the saved config
+            seed_everything(cfg.seed)
+            classifier = build_for(cfg, spec)
+        if latest_root is not None:
+            mark_latest(run_dir, latest_root)
+        run = _Run(cfg, run_dir, classifier, training, callbacks or TrainingCallbacks())
+        _set_status(run_dir, "running", resumed=info.get("resumed", 0) + 1, config=cfg.to_dict())
+        _drive(run)
     return TrainingResult(run_dir, classifier, run.metrics, cfg, resumed=True)
 
 
