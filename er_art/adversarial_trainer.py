@@ -12,10 +12,12 @@ both), as in the authors' code (NOTES.md).
     >>> trainer.fit(x_train, y_train, nb_epochs=10, batch_size=64)
     >>> robust = trainer.get_classifier()
 
-The attack is built once; its PyTorch implementation runs on device tensors batch by batch
-(``ProjectedGradientDescentPyTorch._compute_pytorch``, the iteration ART's own ``generate`` runs),
-so no batch makes a round trip through NumPy. With ``num_random_init > 1`` (or a non-PyTorch
-attack) ART's public ``generate`` is used instead.
+The attack is built once (ART's object, with its settings); each batch is attacked on the device
+by :func:`pgd_linf`, the arithmetic of ART's ``ProjectedGradientDescentPyTorch`` iteration without
+its host round trips, so no batch goes through NumPy and no step waits for the GPU. With
+``num_random_init > 1`` (or another norm, momentum, a targeted or non-PyTorch attack) ART's public
+``generate`` is used instead. Under ``amp`` the attack's forward and backward passes run in
+bfloat16 autocast like the training step.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from art.attacks.evasion.projected_gradient_descent.projected_gradient_descent_p
 from art.defences.trainer import Trainer
 from art.estimators.classification import PyTorchClassifier
 
-from er_art.algorithm import StepResult
+from er_art.algorithm import StepResult, autocast
 from er_art.classifier import ERClassifier, generator_batches
 from er_art.datasets import DatasetSpec, get_dataset
+from er_art.devices import fits_on_device
 
 logger = logging.getLogger(__name__)
 
@@ -75,42 +78,110 @@ def clean_predictions(classifier: PyTorchClassifier, x: torch.Tensor) -> torch.T
         model.train(was_training)
 
 
+def _bounds(clip_values: Any, like: torch.Tensor) -> tuple[Any, Any]:
+    """``clip_values`` as Python floats (scalars) or tensors on ``like``'s device (arrays)."""
+    if clip_values is None:
+        return None, None
+    low, high = clip_values
+    if np.ndim(low) == 0 and np.ndim(high) == 0:
+        return float(low), float(high)
+    return tuple(
+        torch.as_tensor(np.asarray(v), dtype=like.dtype, device=like.device) for v in (low, high)
+    )
+
+
+def _clip(x: torch.Tensor, low: Any, high: Any) -> torch.Tensor:
+    if low is None:
+        return x
+    if isinstance(low, float):
+        return x.clamp(min=low, max=high)
+    return torch.maximum(torch.minimum(x, high), low)
+
+
+def pgd_linf(
+    estimator: PyTorchClassifier,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    eps_step: float,
+    max_iter: int,
+    random_init: bool = True,
+    amp: bool = False,
+) -> torch.Tensor:
+    """L-inf PGD against ``estimator`` on device tensors, without a host round trip.
+
+    Each iteration is the arithmetic of ART's ``ProjectedGradientDescentPyTorch`` (1.20.1): the
+    loss gradient (``estimator.loss_gradient``, eval mode, preprocessing and defences included),
+    NaN entries set to 0, a step of ``eps_step * sign``, clipping to ``clip_values``, projection
+    onto the eps-ball ``sign(d) * min(|d|, eps)``. ART's iteration also reads the GPU back several
+    times per step (a NaN check, a masked assignment, bounds and a full-size eps array made from
+    NumPy); here nothing does. The one deliberate difference: the uniform random start in the
+    eps-ball is drawn with torch's RNG on the device (ART draws it with NumPy on the host).
+
+    :param x: clean inputs ``(B, *input_shape)`` on the estimator's device, in the data range.
+    :param y: ``(B,)`` integer labels the attack moves away from.
+    :param amp: run the forward and backward passes under bfloat16 autocast.
+    :return: adversarial examples, a detached tensor like ``x``.
+    """
+    # An ERClassifier takes integer labels: the gradient of ART's one-hot targets without ART's
+    # probability-label test (``torch.equal``, a read-back of the GPU) at every step.
+    labels = (
+        y.long()  # (B,)
+        if isinstance(estimator, ERClassifier)
+        else F.one_hot(y.long(), estimator.nb_classes).to(torch.float32)  # (B, nb_classes)
+    )
+    x_init = x.detach()
+    low, high = _bounds(estimator.clip_values, x_init)
+    x_adv = x_init
+    if random_init:
+        noise = torch.empty_like(x_init).uniform_(-eps, eps)
+        x_adv = _clip(x_init + noise, low, high)
+    for _ in range(max_iter):
+        with autocast(x_init.device, amp):
+            grad = estimator.loss_gradient(x_adv, labels)
+        grad = torch.where(torch.isnan(grad), torch.zeros_like(grad), grad)
+        x_adv = _clip(x_adv + eps_step * grad.sign(), low, high)
+        delta = x_adv - x_init
+        x_adv = delta.sign() * delta.abs().clamp(max=eps) + x_init
+    return x_adv.detach().to(x.dtype)
+
+
 def generate_on_device(
-    attack: ProjectedGradientDescent, x: torch.Tensor, y: torch.Tensor
+    attack: ProjectedGradientDescent, x: torch.Tensor, y: torch.Tensor, amp: bool = False
 ) -> torch.Tensor:
     """Adversarial examples for the batch ``x`` (raw inputs on the classifier's device) and the
     labels ``y`` (``(B,)`` integers the attack moves away from), as a tensor on the same device.
 
-    The model is attacked in eval mode (ART's ``loss_gradient`` default ``training_mode=False``).
+    An untargeted L-inf ``ProjectedGradientDescentPyTorch`` with at most one random start runs as
+    :func:`pgd_linf` with its settings; anything else through ART's ``generate`` (NumPy). The model
+    is attacked in eval mode (ART's ``loss_gradient`` default ``training_mode=False``).
     """
     impl = getattr(attack, "_attack", attack)
-    estimator = attack.estimator
-    targets = F.one_hot(y.long(), estimator.nb_classes).to(torch.float32)  # (B, nb_classes)
-    plain_pytorch = (
+    plain_linf = (
         isinstance(impl, ProjectedGradientDescentPyTorch)
+        and impl.norm in (np.inf, "inf")
         and impl.num_random_init <= 1
         and not impl.random_eps
+        and not impl.targeted
+        and impl.decay is None
         and np.ndim(impl.eps) == 0
+        and np.ndim(impl.eps_step) == 0
     )
-    if not plain_pytorch:
-        adv = attack.generate(x.detach().cpu().numpy(), y=targets.cpu().numpy())
-        return torch.from_numpy(adv).to(x.device)
-    x_init = x.detach()
-    x_adv = x_init.clone()
-    momentum = torch.zeros_like(x_init)
-    for i in range(impl.max_iter):  # what ProjectedGradientDescentPyTorch._generate_batch runs
-        impl._i_max_iter = i
-        x_adv = impl._compute_pytorch(
-            x_adv,
-            x_init,
-            targets,
-            None,
-            impl.eps,
-            impl.eps_step,
-            impl.num_random_init > 0 and i == 0,
-            momentum,
+    if plain_linf:
+        return pgd_linf(
+            impl.estimator,
+            x,
+            y,
+            float(impl.eps),
+            float(impl.eps_step),
+            int(impl.max_iter),
+            random_init=impl.num_random_init > 0,
+            amp=amp,
         )
-    return x_adv.detach().to(x.dtype)
+    estimator = attack.estimator
+    targets = F.one_hot(y.long(), estimator.nb_classes).to(torch.float32)  # (B, nb_classes)
+    adv = attack.generate(x.detach().cpu().numpy(), y=targets.cpu().numpy())
+    return torch.from_numpy(adv).to(x.device, x.dtype)
 
 
 def attack_defaults(
@@ -202,7 +273,7 @@ class ERAdversarialTrainer(Trainer):
     def adversarial_examples(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """PGD examples of the raw batch ``x`` (device tensor) with true labels ``y`` ``(B,)``."""
         labels = clean_predictions(self._classifier, x) if self.use_predictions else y
-        return generate_on_device(self.attack, x, labels)
+        return generate_on_device(self.attack, x, labels, amp=self.er_classifier.amp)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> StepResult:
         """One min-max step on a raw batch: ``x`` ``(B, *input_shape)`` in the data range, integer
@@ -233,19 +304,21 @@ class ERAdversarialTrainer(Trainer):
         batch_size = self.batch_size if batch_size is None else int(batch_size)
         if batch_size <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}.")
+        device = self.er_classifier.device
         x_all = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         y_all = self._labels(y).cpu()
-        device = self.er_classifier.device
+        if fits_on_device(x_all.nbytes + y_all.nbytes, device):  # once, not per batch
+            x_all, y_all = x_all.to(device), y_all.to(device)
         n = len(x_all)
         for epoch in range(nb_epochs):
-            perm = torch.randperm(n)
-            totals = torch.zeros(3)
+            perm = torch.randperm(n).to(x_all.device)
+            totals = torch.zeros(3, device=device)
             for start in range(0, n, batch_size):
                 idx = perm[start : start + batch_size]
                 if len(idx) < 2:  # BatchNorm cannot train on a single example
                     continue
                 res = self.step(x_all[idx].to(device), y_all[idx].to(device))
-                totals += torch.stack([res.ce, res.disc, res.reg]).cpu()
+                totals += torch.stack([res.ce, res.disc, res.reg])
             logger.info(
                 "epoch %d/%d: ce %.4f disc %.4f reg %.4f", epoch + 1, nb_epochs, *totals.tolist()
             )

@@ -110,10 +110,21 @@ def use_channels_last(module: nn.Module, device: torch.device) -> bool:
     return True
 
 
+# Graphs torch.compile may keep per code object: the nets share nn.Sequential.forward and each
+# runs in train and eval mode, with and without gradients, at two batch sizes (clean, clean + adv).
+RECOMPILE_LIMIT = 64
+
+
 def compile_model(model: nn.Module) -> None:
     """``torch.compile`` in place (``nn.Module.compile``: state dict keys, pickles and checkpoints
     unchanged). An ER model's encoder, head and critic are compiled one by one, since Algorithm 1
     calls them separately."""
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(config, name):
+            setattr(config, name, max(getattr(config, name), RECOMPILE_LIMIT))
     parts = [getattr(model, name, None) for name in ("encoder", "classifier", "discriminator")]
     targets = [p for p in parts if isinstance(p, nn.Module)] or [model]
     for part in targets:

@@ -429,17 +429,23 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 
 class BatchSource:
-    """Batches of a ``torch`` Dataset in a given order. In-memory datasets without transforms are
-    indexed directly, kept on ``device`` for the whole run when they fit there (no per-batch host
-    copy); others go through a single-process ``DataLoader`` (keeps transforms' randomness on the
-    restored global RNG)."""
+    """Batches of a ``torch`` Dataset in a given order.
+
+    In-memory datasets (``arrays()``) are indexed directly and kept on ``device`` for the whole run
+    when they fit there (no per-batch host copy); a transform with a batched form (``.batch``, e.g.
+    the crop + flip of CIFAR-10) runs on the batch on the device, drawing from the device's RNG.
+    Other datasets go through a single-process ``DataLoader`` (keeps transforms' randomness on the
+    restored global RNG).
+    """
 
     def __init__(self, dataset: Any, batch_size: int, device: torch.device | str = "cpu") -> None:
         self.dataset = dataset
         self.batch_size = batch_size
         self.device = torch.device(device)
         self._tensors: tuple[torch.Tensor, torch.Tensor] | None = None
-        if hasattr(dataset, "arrays") and getattr(dataset, "transform", None) is None:
+        transform = getattr(dataset, "transform", None)
+        self._augment = getattr(transform, "batch", None)
+        if hasattr(dataset, "arrays") and (transform is None or callable(self._augment)):
             x, y = dataset.arrays()
             x_t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
             y_t = torch.from_numpy(np.asarray(y, dtype=np.int64))
@@ -464,7 +470,11 @@ class BatchSource:
             order = order.to(x_all.device)  # one copy per epoch, then slices of it
             for s in range(start_step, steps):
                 idx = order[s * bs : (s + 1) * bs]
-                yield x_all[idx].to(self.device), y_all[idx].to(self.device)
+                x_b = x_all[idx].to(self.device)
+                yield (
+                    (x_b if self._augment is None else self._augment(x_b)),
+                    y_all[idx].to(self.device),
+                )
             return
         from torch.utils.data import DataLoader, Subset
 
@@ -706,11 +716,11 @@ class _Run:
 
 
 def _first(dataset: Any, n: int) -> Any:
-    if hasattr(dataset, "arrays") and getattr(dataset, "transform", None) is None:
+    if hasattr(dataset, "arrays"):
         from er_art.datasets import ArrayDataset
 
-        x, y = dataset.arrays()
-        return ArrayDataset(x[:n], y[:n])
+        x, y = dataset.arrays(limit=n)
+        return ArrayDataset(x, y, getattr(dataset, "transform", None))
     from torch.utils.data import Subset
 
     return Subset(dataset, range(n))

@@ -209,3 +209,80 @@ def test_unwritable_output_dir(tmp_path):
     blocker.write_text("")
     with pytest.raises(ValueError, match="Cannot write"):
         train(tiny(), blocker / "run", latest_root=None)
+
+
+# ---------------------------------------------------------------------- the device fast path
+def _batches(source, n, seed=0):
+    return list(source.batches(epoch_order(seed, 0, n), 0, steps_per_epoch(n, source.batch_size)))
+
+
+def test_batch_source_indexes_tensors_like_the_loader():
+    """The in-memory path (kept on the device where it fits) yields the DataLoader's batches."""
+    from er_art.datasets import ArrayDataset
+    from er_art.training import BatchSource
+
+    x, y = get_dataset("digits").arrays("train", limit=100)
+    direct = BatchSource(ArrayDataset(x, y), 32)
+    assert direct.on_device
+    loader = BatchSource(ArrayDataset(x, y, transform=lambda t: t), 32)  # no batched form
+    assert not loader.on_device
+    for (xa, ya), (xb, yb) in zip(_batches(direct, 100), _batches(loader, 100), strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+        assert xa.dtype == torch.float32 and ya.dtype == torch.int64
+
+
+def test_batched_crop_flip_on_the_device():
+    """CIFAR-10's crop + flip runs on whole batches (drawn from torch's RNG): each image is a crop
+    of its zero-padded self, flipped or not, and the batches follow the seed."""
+    from er_art.plugins.datasets._images import crop_flip
+
+    from er_art.datasets import ArrayDataset
+    from er_art.training import BatchSource
+
+    x = torch.rand(40, 3, 6, 6).numpy()
+    y = np.arange(40) % 10
+    augment = crop_flip(6, 2)
+    source = BatchSource(ArrayDataset(x, y, transform=augment), 16)
+    assert source.on_device
+    torch.manual_seed(0)
+    first = _batches(source, 40)
+    torch.manual_seed(0)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(first, _batches(source, 40), strict=True))
+    order = epoch_order(0, 0, 40)
+    padded = torch.nn.functional.pad(torch.from_numpy(x), (2, 2, 2, 2))
+    images = torch.cat([b[0] for b in first])
+    assert images.shape == (40, 3, 6, 6)
+    for out, i in zip(images, order.tolist(), strict=True):
+        crops = [padded[i, :, r : r + 6, c : c + 6] for r in range(5) for c in range(5)]
+        assert any(torch.equal(out, crop) or torch.equal(out, crop.flip(2)) for crop in crops)
+    assert augment(torch.from_numpy(x[0])).shape == (3, 6, 6)  # one image, as before
+
+
+def test_test_accuracy_on_the_device_is_predicts(tmp_path):
+    from er_art.training import _Run
+
+    result = train(tiny(trainer="er-minus", epochs=1), tmp_path / "run", latest_root=None)
+    run = _Run(result.config, tmp_path / "run", result.classifier, None, TrainingCallbacks())
+    assert run.test_tensors is not None
+    on_device = run.evaluate()
+    run.test_tensors = None
+    assert on_device == run.evaluate() == result.metrics[-1]["test_acc"]
+
+
+@pytest.mark.slow
+def test_compile_trains_resumes_and_saves(tmp_path, monkeypatch):
+    """``compile=True`` (the eager backend here: no C++ compiler needed) trains, is recorded,
+    resumes, and leaves checkpoints and pickles as without it."""
+    import pickle
+
+    import er_art.devices
+
+    monkeypatch.setattr(er_art.devices, "COMPILE_OPTIONS", {"backend": "eager"})
+    result = train(tiny(trainer="er-minus", epochs=1, compile=True), tmp_path / "run", None, None)
+    assert read_run(tmp_path / "run")["config"]["compile"] is True
+    clone = pickle.loads(pickle.dumps(result.classifier))
+    x = get_dataset("digits").arrays("test", limit=8)[0]
+    np.testing.assert_array_equal(clone.predict(x), result.classifier.predict(x))
+    assert isinstance(er_art.load_classifier(tmp_path / "run"), er_art.ERClassifier)
+    resumed = resume(tmp_path / "run", epochs=2, latest_root=None)
+    assert [m["epoch"] for m in resumed.metrics] == [1, 2]

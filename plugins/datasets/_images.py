@@ -4,7 +4,8 @@
   converted to float32 in [0, 1] one item at a time;
 - :func:`resolve_root`: ``data_dir`` or the default ``./data``;
 - :func:`find_folder`: the first candidate folder that holds the files a loader needs;
-- :func:`crop_flip`: the reference code's training augmentation (random crop with padding + flip).
+- :func:`crop_flip`: the reference code's training augmentation (random crop with padding + flip),
+  per image or, for data kept on the GPU, per batch on the device (:class:`CropFlip`).
 """
 
 from __future__ import annotations
@@ -67,13 +68,46 @@ def find_folder(candidates: Iterable[Path], has_files: Callable[[Path], bool]) -
     return None
 
 
-def crop_flip(size: int, padding: int = 4) -> Callable[[Any], Any]:
-    """Random crop of ``size`` after zero-padding by ``padding``, then a random horizontal flip."""
-    from torchvision import transforms
+class CropFlip:
+    """Random crop of ``size`` after zero-padding by ``padding``, then a horizontal flip with
+    probability 1/2: torchvision's ``RandomCrop(size, padding)`` + ``RandomHorizontalFlip()``.
 
-    return transforms.Compose(
-        [transforms.RandomCrop(size, padding=padding), transforms.RandomHorizontalFlip()]
-    )
+    ``transform(x)`` augments one ``(C, H, W)`` image; ``transform.batch(x)`` a ``(B, C, H, W)``
+    batch on its own device, each image with its own offsets and flip, drawn with torch's RNG on
+    that device (no host round trip): what the training loop uses for data kept on the GPU.
+    """
+
+    def __init__(self, size: int, padding: int = 4) -> None:
+        self.size, self.padding = int(size), int(padding)
+
+    def __call__(self, x: Any) -> Any:
+        return self.batch(x[None])[0]
+
+    def batch(self, x: Any) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        b, c, h, w = x.shape
+        p, s = self.padding, self.size
+        padded = F.pad(x, (p, p, p, p)) if p else x  # (B, C, H + 2p, W + 2p), zeros
+        top = torch.randint(0, h + 2 * p - s + 1, (b, 1), device=x.device)
+        left = torch.randint(0, w + 2 * p - s + 1, (b, 1), device=x.device)
+        flip = torch.rand(b, device=x.device) < 0.5
+        steps = torch.arange(s, device=x.device)
+        rows = top + steps  # (B, s)
+        cols = torch.where(flip[:, None], left + s - 1 - steps, left + steps)  # (B, s)
+        batch_idx = torch.arange(b, device=x.device)[:, None, None, None]
+        channel_idx = torch.arange(c, device=x.device)[None, :, None, None]
+        return padded[batch_idx, channel_idx, rows[:, None, :, None], cols[:, None, None, :]]
+
+    def __repr__(self) -> str:
+        return f"CropFlip(size={self.size}, padding={self.padding})"
+
+
+def crop_flip(size: int, padding: int = 4) -> CropFlip:
+    """Random crop of ``size`` after zero-padding by ``padding``, then a random horizontal flip
+    (per image, or per batch on the device: :class:`CropFlip`)."""
+    return CropFlip(size, padding)
 
 
 def hwc_to_chw(x: np.ndarray) -> np.ndarray:

@@ -7,9 +7,10 @@ batch every example is replaced by its PGD example crafted with the true labels 
 model (eval mode while attacked), then one cross-entropy optimizer step on the adversarial batch
 (``classifier.fit(x_adv, y, nb_epochs=1)``). The run loop of ``er-art train`` drives batches itself
 (for checkpoints and exact resumption), so this plugin builds ART's ``AdversarialTrainerMadryPGD``,
-takes its attack object and does exactly that per batch: the same attack (run on device tensors
-through ART's PyTorch PGD iteration), ratio 1.0, the same optimizer step. The training accuracy it
-reports is on the adversarial batch. ``make_art_trainer`` returns ART's own
+takes its attack object and does exactly that per batch: the same attack (its settings run on
+device tensors by ``er_art.adversarial_trainer.pgd_linf``, the arithmetic of ART's PyTorch PGD
+iteration; the random start drawn with torch's RNG), ratio 1.0, the same optimizer step. The
+training accuracy it reports is on the adversarial batch. ``make_art_trainer`` returns ART's own
 ``AdversarialTrainerMadryPGD`` for library use.
 """
 
@@ -50,7 +51,7 @@ def make_step(classifier: Any, attack: AttackSettings | None, amp: bool = False)
     pgd = make_trainer(classifier, attack).attack  # ART's own trainer, for its PGD object
 
     def step(x: torch.Tensor, y: torch.Tensor) -> StepResult:
-        x_adv = generate_on_device(pgd, x, y)  # ratio 1.0: the whole batch, true labels
+        x_adv = generate_on_device(pgd, x, y, amp=amp)  # ratio 1.0: the whole batch, true labels
         return cross_entropy_step(classifier, x_adv, y, amp=amp)
 
     return step
