@@ -10,7 +10,10 @@ Two modes, both on random data in [0, 1] of the architecture's input shape (no f
         python benchmarks/bench_train.py --arch digits --device cpu --threads 1
         python benchmarks/bench_train.py --arch mnist --batches 5 --device cpu
 
-``paper-epoch`` (for a CUDA machine)
+On a CPU the ratios are also given in this process's CPU time (``cpu_time_*``), which other jobs
+on a shared machine do not distort.
+
+``paper-epoch`` (for a CUDA machine; benchmarks/bench_gpu.py times the whole run loop instead)
     seconds per epoch of 60,000 images for the paper's MNIST setting (``mnist`` architecture,
     batch 100, PGD-40 min-max, eps 0.3, step 0.01), with and without ``--amp`` (bfloat16 autocast),
     EXTRAPOLATED from ``--batches`` timed batches after warm-up::
@@ -70,14 +73,21 @@ def bare_step(clf: er_art.ERClassifier, lr: float) -> Callable[[torch.Tensor, to
 
 
 def images_per_second(step, batches, device: torch.device, warmup: int = 2) -> float:
+    return rates(step, batches, device, warmup)[0]
+
+
+def rates(step, batches, device: torch.device, warmup: int = 2) -> tuple[float, float]:
+    """Images per second of wall time and of this process's CPU time (on a shared CPU machine the
+    second does not count other processes' load; on CUDA only the first means anything)."""
     for x, y in batches[:warmup]:
         step(x, y)
     sync(device)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for x, y in batches:
         step(x, y)
     sync(device)
-    return sum(len(y) for _, y in batches) / (time.perf_counter() - start)
+    n = sum(len(y) for _, y in batches)
+    return n / (time.perf_counter() - start), n / (time.process_time() - cpu_start)
 
 
 def ratio_mode(args: argparse.Namespace) -> dict:
@@ -96,11 +106,24 @@ def ratio_mode(args: argparse.Namespace) -> dict:
         "er-minus": get_trainer("er-minus").make_step(clf, None),
         "er-pgd": get_trainer("er-pgd").make_step(clf, attack),
     }
-    rates: dict[str, list[float]] = {name: [] for name in steps}
+    wall: dict[str, list[float]] = {name: [] for name in steps}
+    cpu: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(args.rounds):  # interleaved, so load changes hit every method alike
         for name, step in steps.items():
-            rates[name].append(images_per_second(step, batches, device))
-    median = {name: statistics.median(r) for name, r in rates.items()}
+            w, c = rates(step, batches, device)
+            wall[name].append(w)
+            cpu[name].append(c)
+    median = {name: statistics.median(r) for name, r in wall.items()}
+    median_cpu = {name: statistics.median(r) for name, r in cpu.items()}
+    extra = {}
+    if device.type == "cpu":
+        extra = {
+            "cpu_time_images_per_s": {k: round(v, 1) for k, v in median_cpu.items()},
+            "cpu_time_ratio_er_minus_to_bare": round(
+                median_cpu["er-minus"] / median_cpu["bare"], 3
+            ),
+            "cpu_time_ratio_er_pgd_to_bare": round(median_cpu["er-pgd"] / median_cpu["bare"], 3),
+        }
     return {
         "mode": "ratio",
         "arch": args.arch,
@@ -111,6 +134,7 @@ def ratio_mode(args: argparse.Namespace) -> dict:
         "images_per_s": {k: round(v, 1) for k, v in median.items()},
         "ratio_er_minus_to_bare": round(median["er-minus"] / median["bare"], 3),
         "ratio_er_pgd_to_bare": round(median["er-pgd"] / median["bare"], 3),
+        **extra,
     }
 
 

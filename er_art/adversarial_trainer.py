@@ -98,6 +98,32 @@ def _clip(x: torch.Tensor, low: Any, high: Any) -> torch.Tensor:
     return torch.maximum(torch.minimum(x, high), low)
 
 
+def _input_gradient(estimator: PyTorchClassifier, labels: torch.Tensor) -> Any:
+    """``x -> grad_x loss(f(x), labels)`` as ART's ``loss_gradient`` computes it (eval mode,
+    preprocessing included), without reading the GPU back.
+
+    An ERClassifier takes the integer labels (ART's one-hot targets would cost its probability-
+    label test, ``torch.equal``, a read-back, at every step). For a stock ``PyTorchClassifier``
+    with PyTorch preprocessing the gradient is taken here with respect to the input only (ART's
+    also fills every weight gradient and runs the same test); with NumPy defences, ART's.
+    """
+    if isinstance(estimator, ERClassifier):
+        return lambda x: estimator.loss_gradient(x, labels)
+    if not estimator.all_framework_preprocessing:
+        one_hot = F.one_hot(labels, estimator.nb_classes).to(torch.float32)
+        return lambda x: estimator.loss_gradient(x, one_hot)
+
+    def gradient(x: torch.Tensor) -> torch.Tensor:
+        estimator.model.eval()  # ART's loss_gradient(training_mode=False)
+        x_grad = x.detach().clone().requires_grad_(True)
+        x_pre, _ = estimator._apply_preprocessing(x_grad, None, fit=False, no_grad=False)
+        loss = estimator._loss(estimator.model(x_pre), labels)
+        (grad,) = torch.autograd.grad(loss, x_grad)
+        return grad
+
+    return gradient
+
+
 def pgd_linf(
     estimator: PyTorchClassifier,
     x: torch.Tensor,
@@ -123,13 +149,7 @@ def pgd_linf(
     :param amp: run the forward and backward passes under bfloat16 autocast.
     :return: adversarial examples, a detached tensor like ``x``.
     """
-    # An ERClassifier takes integer labels: the gradient of ART's one-hot targets without ART's
-    # probability-label test (``torch.equal``, a read-back of the GPU) at every step.
-    labels = (
-        y.long()  # (B,)
-        if isinstance(estimator, ERClassifier)
-        else F.one_hot(y.long(), estimator.nb_classes).to(torch.float32)  # (B, nb_classes)
-    )
+    gradient = _input_gradient(estimator, y.long())
     x_init = x.detach()
     low, high = _bounds(estimator.clip_values, x_init)
     x_adv = x_init
@@ -138,9 +158,9 @@ def pgd_linf(
         x_adv = _clip(x_init + noise, low, high)
     for _ in range(max_iter):
         with autocast(x_init.device, amp):
-            grad = estimator.loss_gradient(x_adv, labels)
-        grad = torch.where(torch.isnan(grad), torch.zeros_like(grad), grad)
-        x_adv = _clip(x_adv + eps_step * grad.sign(), low, high)
+            grad = gradient(x_adv)
+        direction = torch.nan_to_num(grad.sign(), nan=0.0)  # ART sets NaN gradients to 0
+        x_adv = _clip(x_adv + eps_step * direction, low, high)
         delta = x_adv - x_init
         x_adv = delta.sign() * delta.abs().clamp(max=eps) + x_init
     return x_adv.detach().to(x.dtype)

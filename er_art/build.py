@@ -13,7 +13,7 @@ import torch
 from art.estimators.classification import PyTorchClassifier
 
 from er_art.architectures import get_architecture
-from er_art.classifier import ERClassifier, resolve_device_type
+from er_art.classifier import DeviceStandardisation, ERClassifier, resolve_device_type
 
 # Hyperparameters and their fallbacks when an architecture does not set them.
 ER_FALLBACKS: dict[str, Any] = {
@@ -93,6 +93,8 @@ def build_classifier(
             clip_values=clip_values,
             preprocessing_defences=preprocessing_defences,
             postprocessing_defences=postprocessing_defences,
+            # ART's own identity standardisation copies NumPy to the GPU at every call
+            preprocessing=DeviceStandardisation(0.0, 1.0),
             device_type=resolve_device_type(device_type),
         )
         classifier.er_art_config = {  # type: ignore[attr-defined]

@@ -510,6 +510,12 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
+def _reads_back_every_step(device: torch.device) -> bool:
+    """Whether the loop reads losses back after every step: on the CPU it costs nothing; on a GPU
+    it would make every step wait for the previous one, so there at most every SYNC_SECONDS."""
+    return device.type != "cuda"
+
+
 def _weights_finite(classifier: PyTorchClassifier) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in classifier.model.parameters())
 
@@ -649,12 +655,13 @@ class _Run:
         if self.global_step == 0 and self.epoch == 0:
             self.checkpoint()  # a resume point before the first step
         device = self.clf.device
-        sync_every_step = device.type != "cuda"  # reading a CPU tensor costs nothing
+        sync_every_step = _reads_back_every_step(device)
         last_sync = time.perf_counter()
         with _StopFlag() as stop:
             while self.epoch < cfg.epochs:  # type: ignore[operator]
                 self.callbacks.on_epoch_start(self.epoch, cfg.epochs, self.step, self.steps)  # type: ignore[arg-type]
                 order = epoch_order(cfg.seed, self.epoch, len(self.source))
+                self._shown = {}  # the first step of an epoch reads its values back
                 for x_b, y_b in self.source.batches(order, self.step, self.steps):
                     res = self.step_fn(x_b.to(device), y_b.to(device))
                     self.sums += torch.stack([res.ce, res.disc, res.reg]).double()
@@ -664,7 +671,7 @@ class _Run:
                     self.step += 1
                     self.global_step += 1
                     now = time.perf_counter()
-                    if sync_every_step or now - last_sync >= SYNC_SECONDS:
+                    if sync_every_step or not self._shown or now - last_sync >= SYNC_SECONDS:
                         self._check_losses()
                         self._shown = self._running()
                         last_sync = now

@@ -286,3 +286,39 @@ def test_compile_trains_resumes_and_saves(tmp_path, monkeypatch):
     assert isinstance(er_art.load_classifier(tmp_path / "run"), er_art.ERClassifier)
     resumed = resume(tmp_path / "run", epochs=2, latest_root=None)
     assert [m["epoch"] for m in resumed.metrics] == [1, 2]
+
+
+class _Record(TrainingCallbacks):
+    def __init__(self) -> None:
+        self.shown: list[tuple[int, dict]] = []
+
+    def on_step(self, epoch, step, running):
+        self.shown.append((epoch, dict(running)))
+
+
+def test_reading_back_only_for_the_display_keeps_results(tmp_path, monkeypatch):
+    """The GPU loop (losses read back at most every SYNC_SECONDS, here never within an epoch
+    after its first step) trains the same weights and metrics, and still stops on NaN."""
+    from er_art import training
+
+    cfg = tiny(trainer="er-minus", epochs=2)
+    every_step = train(cfg, tmp_path / "a", latest_root=None)
+    monkeypatch.setattr(training, "_reads_back_every_step", lambda device: False)
+    monkeypatch.setattr(training, "SYNC_SECONDS", 3600.0)
+    record = _Record()
+    throttled = train(cfg, tmp_path / "b", callbacks=record, latest_root=None)
+    a, b = every_step.classifier.model.state_dict(), throttled.classifier.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    drop = ("time", "elapsed")
+    assert [{k: v for k, v in m.items() if k not in drop} for m in every_step.metrics] == [
+        {k: v for k, v in m.items() if k not in drop} for m in throttled.metrics
+    ]
+    by_epoch = {}
+    for epoch, shown in record.shown:
+        assert set(shown) == {"ce", "disc", "reg", "train_acc"}
+        by_epoch.setdefault(epoch, []).append(shown)
+    assert all(all(s == shown[0] for s in shown) for shown in by_epoch.values())  # read once
+    with pytest.raises(TrainingDiverged, match="NaN or infinite"):
+        train(tiny(trainer="ecla", lr=1e30, epochs=3), tmp_path / "c", latest_root=None)
+    clf = er_art.load_classifier(tmp_path / "c")
+    assert all(torch.isfinite(p).all() for p in clf.er_model.parameters())
