@@ -4,10 +4,14 @@
     er-art train --dataset mnist --data-dir ../shared/datasets --epochs 30
     er-art train --trainer madry --dataset mnist # Madry's adversarial training, baseline CNN
     er-art train --resume --out runs/digits-er-pgd-20260101-120000
+    er-art train --dataset mnist --device cuda --amp --compile   # bf16 (critic fp32), compiled
+    er-art train --dataset mnist --device cuda --deterministic   # exact resume on a GPU too
 
 Defaults come from the dataset (architecture, PGD eps / step / iterations, epochs, batch size) and
 the architecture (learning rate, lambdas). The run directory gets run.json (config, versions, git
 revision, seed), checkpoint.pt (``er_art.load_classifier(run_dir)``) and metrics.jsonl.
+Resume is bit-exact on the CPU; on CUDA with ``--deterministic`` and the same number and type of
+GPUs. A run trained on CUDA resumes on a machine without CUDA on the CPU (with a warning).
 """
 
 from __future__ import annotations

@@ -402,7 +402,12 @@ class ERClassifier(PyTorchClassifier):
         # The raw data go to the device once when they fit (else they stay on the host and go
         # batch by batch); preprocessing runs per batch, so no second copy is ever made.
         x_t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        y_t = torch.from_numpy(np.asarray(y))
+        y_arr = np.asarray(y)
+        defences = self.preprocessing_defences or []
+        if y_arr.ndim == 2 and not any(getattr(d, "apply_fit", False) for d in defences):
+            # the most likely class, once: ART's label reduction per batch reads the GPU back
+            y_arr = y_arr.argmax(axis=1).astype(np.int64)
+        y_t = torch.from_numpy(y_arr)
         if fits_on_device(x_t.nbytes + y_t.nbytes, self._device):
             x_t, y_t = x_t.to(self._device), y_t.to(self._device)
         n = len(x_t)

@@ -238,6 +238,15 @@ def test_cli_resume_of_a_cuda_run_on_a_cpu_only_machine_says_so(cuda_run, cpu_on
     assert "CUDA is not available" in result.stderr
 
 
+def test_cli_embed_of_a_cuda_run_on_a_cpu_only_machine(cuda_run, cpu_only, tmp_path):
+    from er_art.cli.app import app
+
+    args = ["embed", "--checkpoint", str(cuda_run), "--no-adversarial", "-n", "20"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "map.png")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "map.png").is_file()
+
+
 # ---------------------------------------------------------------- defect 5: exact resume on CUDA
 def test_rng_state_of_a_cpu_run_leaves_cuda_alone(monkeypatch, tmp_path):
     """Saving the RNG states of a ``--device cpu`` run must not initialise CUDA (a context on
