@@ -1,43 +1,44 @@
 """``er-art evaluate``: honest robustness evaluation of trained runs.
 
     er-art evaluate                                   # the latest run, at its training eps
+    er-art evaluate --eps 0.1,0.2,0.3 --out eval/     # every attack and check written as it ends
+    er-art evaluate --eps 0.1,0.2,0.3 --out eval/ --resume        # continue an interrupted one
+    er-art evaluate --suite standard --eps 0.3 --out aa/          # the standard AutoAttack
     er-art evaluate --checkpoint runs/a --checkpoint runs/b --eps 0:0.3:0.1 --out eval/ --plot
 
-Several attacks per eps (default: PGD with restarts, APGD-CE, APGD-DLR, FGSM, Square), robust
-accuracy
-per example as the worst case over them, and the four sanity checks of docs/EVALUATION.md, each
-printed PASS/FAIL with its numbers. ``--strict`` exits with code 1 when a check fails.
+Several attacks per eps (the fast suite, default: PGD, APGD-CE, APGD-DLR, FGSM, Square at their
+converged defaults; or ``--suite standard``: APGD-CE, APGD-T, FAB-T, Square as a cascade with
+AutoAttack's parameters), robust accuracy per example as the worst case over every attack run,
+and the sanity checks of docs/EVALUATION.md at every eps, each printed PASS / FAIL /
+UNINFORMATIVE with its numbers. ``--strict`` exits with code 1 when a check fails.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from er_art.cli.attack import (
-    check_rows,
-    default_eps,
-    evaluate_and_print,
-    load_targets,
-    parse_attack_names,
-    parse_params,
-    write_outputs,
-)
 from er_art.cli.common import fail, setup_logging, user_errors
+from er_art.cli.evaluating import evaluate_targets, open_store, run_options
 from er_art.cli.options import (
-    DEFAULT_ATTACKS,
     Attacks,
     BatchSize,
     Checkpoints,
     Checks,
     Defences,
     Device,
+    Eot,
     Plot,
+    Resume,
     RunDataDir,
     RunDataset,
     Verbose,
+    attack_names_of,
 )
+from er_art.cli.progress import terminal_progress
+from er_art.cli.report import parse_params, write_outputs
+from er_art.cli.targets import Target, default_eps, load_targets
 
 
 def evaluate(
@@ -49,16 +50,33 @@ def evaluate(
             help="A value, 'a,b', start:stop:step or 'paper'. Default: the run's training eps.",
         ),
     ] = None,
-    attacks: Attacks = DEFAULT_ATTACKS,
+    suite: Annotated[
+        str,
+        typer.Option(
+            "--suite",
+            help="fast: PGD, APGD-CE, APGD-DLR, FGSM, Square on every example; standard: the "
+            "standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square; comparable to RobustBench).",
+        ),
+    ] = "fast",
+    attacks: Attacks = None,
     max_iter: Annotated[
-        int, typer.Option("--max-iter", help="Iterations of the white-box iterative attacks.")
-    ] = 40,
+        int | None,
+        typer.Option(
+            "--max-iter",
+            help="Iterations of the white-box iterative attacks (default: each one's own).",
+        ),
+    ] = None,
     restarts: Annotated[
-        int, typer.Option("--restarts", help="Random restarts of PGD / APGD / Square.")
-    ] = 2,
+        int | None,
+        typer.Option(
+            "--restarts",
+            help="Random restarts of PGD / APGD / Square (default: each one's own).",
+        ),
+    ] = None,
     square_iter: Annotated[
-        int, typer.Option("--square-iter", help="Square Attack queries per restart.")
-    ] = 1000,
+        int | None,
+        typer.Option("--square-iter", help="Square Attack queries per restart (default 1000)."),
+    ] = None,
     n_samples: Annotated[
         int | None, typer.Option("--n-samples", "-n", help="First N test examples.")
     ] = 1000,
@@ -67,17 +85,18 @@ def evaluate(
     device: Device = "auto",
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Write results.json, results.csv and checks.json here."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write each finished attack, results.json, results.csv and checks.json here.",
+        ),
     ] = None,
+    resume: Resume = False,
     plot: Plot = False,
     dataset: RunDataset = None,
     data_dir: RunDataDir = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random starts.")] = 0,
     checks: Checks = True,
-    check_eps: Annotated[
-        float | None,
-        typer.Option("--check-eps", help="eps of the checks (default: the run's training eps)."),
-    ] = None,
     param: Annotated[
         list[str] | None,
         typer.Option(
@@ -85,50 +104,70 @@ def evaluate(
             help="Extra ART parameter ATTACK.NAME=VALUE (or NAME=VALUE for all); repeatable.",
         ),
     ] = None,
+    eot: Eot = 1,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit with code 1 when a sanity check fails.")
     ] = False,
     verbose: Verbose = False,
 ) -> None:
-    """Worst case over several attacks per eps, plus the sanity checks (PASS/FAIL)."""
+    """Worst case over several attacks per eps, plus the sanity checks at every eps."""
     setup_logging(verbose)
     if plot and out is None:
         raise fail("--plot needs --out DIR to write the figure into.")
-    failed = False
     with user_errors():
         from er_art.evaluation import parse_eps
 
-        names = parse_attack_names(attacks)
+        names = attack_names_of(attacks)
         targets = load_targets(checkpoint, dataset, data_dir, n_samples, device, defence)
         params = parse_params(param)
-        all_records: list[dict[str, Any]] = []
-        all_checks: list[dict[str, Any]] = []
-        for target in targets:
-            eps_values = (
-                parse_eps(eps, target.dataset.eps_grid)
-                if eps is not None
-                else [default_eps(target)]
-            )
-            records, results = evaluate_and_print(
-                target,
-                eps_values,
-                names,
+
+        def eps_for(target: Target) -> list[float]:
+            if eps is None:
+                return [default_eps(target)]
+            return parse_eps(eps, target.dataset.eps_grid)
+
+        eps_values = {t.label: eps_for(t) for t in targets}  # bad --eps fails before any work
+        options = run_options(
+            targets,
+            command="evaluate",
+            suite=suite,
+            eps=eps_values,
+            attacks=names,
+            max_iter=max_iter,
+            restarts=restarts,
+            square_iter=square_iter,
+            params=params,
+            checks=checks,
+            seed=seed,
+            eot=eot,
+            batch_size=batch_size,
+            defences=defence or [],
+        )
+        store = open_store(out, options, resume)
+        progress = terminal_progress()
+        try:
+            records, rows, failed = evaluate_targets(
+                targets,
+                lambda t: eps_values[t.label],
+                suite,
+                attacks=names,
                 max_iter=max_iter,
                 restarts=restarts,
-                batch_size=batch_size,
-                seed=seed,
+                square_iter=square_iter,
                 params=params,
                 checks=checks,
-                check_eps=check_eps,
-                square_max_iter=square_iter,
+                seed=seed,
+                batch_size=batch_size,
+                eot=eot,
+                store=store,
+                progress=progress,
             )
-            failed = failed or not all(c.passed for c in results)
-            all_checks.extend(check_rows(target, results))
-            all_records.extend(records)
+        finally:
+            if progress is not None:
+                progress.close()
         if out is not None:
-            for path in write_outputs(
-                out, all_records, all_checks, plot, f"worst case on {targets[0].dataset.name}"
-            ):
+            title = f"worst case on {targets[0].dataset.name}"
+            for path in write_outputs(out, records, rows, plot, title):
                 typer.echo(f"wrote {path}")
     if strict and failed:
         raise typer.Exit(1)

@@ -31,9 +31,36 @@ Defences = Annotated[
 Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 Plot = Annotated[bool, typer.Option("--plot", help="With --out: also accuracy_vs_eps.png.")]
 Attacks = Annotated[
-    str, typer.Option("--attacks", help="Comma-separated Linf attacks of the worst-case ensemble.")
+    str | None,
+    typer.Option(
+        "--attacks",
+        help="Comma-separated Linf attacks of the fast ensemble "
+        "(default: pgd,apgd-ce,apgd-dlr,fgsm,square).",
+    ),
 ]
 Checks = Annotated[bool, typer.Option("--checks/--no-checks", help="Run the sanity checks.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")]
+Eot = Annotated[
+    int,
+    typer.Option(
+        "--eot",
+        help="Expectation over transformation: average the gradient attacks' gradients over N "
+        "stochastic forward passes (randomised models).",
+    ),
+]
+Resume = Annotated[
+    bool,
+    typer.Option(
+        "--resume", help="With --out: skip the attacks already finished there (same options)."
+    ),
+]
 
-DEFAULT_ATTACKS = "pgd,apgd-ce,apgd-dlr,fgsm,square"
+
+def attack_names_of(attacks: str | None) -> list[str] | None:
+    """The names of a comma-separated ``--attacks`` value (None: the default ensemble)."""
+    if attacks is None:
+        return None
+    names = [a.strip() for a in attacks.split(",") if a.strip()]
+    if not names:
+        raise ValueError("--attacks is empty; give e.g. pgd,apgd-ce,square.")
+    return names

@@ -10,6 +10,10 @@ has a perturbation budget ``eps`` (PGD, FGSM, Square, ...) or looks for a minima
     >>> attack = pgd.build(classifier, eps=0.1, max_iter=40, restarts=2)   # an ART EvasionAttack
     >>> x_adv = attack.generate(x_test, y_test)
 
+Gradient attacks whose ``eot`` flag is set get an :class:`~er_art.attack_view.AttackView` of the
+classifier: input-only gradients of the attack's loss, averaged over ``N`` stochastic forward
+passes with ``--eot N`` (randomised models).
+
 Step sizes scale with epsilon unless given: each spec's ``eps_step`` is a function of ``eps`` and
 ``max_iter`` (PGD / BIM: ``2.5 * eps / max_iter``, Madry et al.'s rule; FGSM: ``eps``; APGD:
 ``2 * eps``, its adaptive schedule's starting step). A third party adds an attack with, in its
@@ -62,6 +66,9 @@ class AttackSpec:
     max_iter_param: str | None = "max_iter"  # ART's name of the iteration count (None: has none)
     restarts_param: str | None = None  # ART's name of the random-restart count (None: has none)
     targeted: bool = True  # supports targeted attacks
+    eot: bool = False  # reads gradients through er_art.attack_view, so --eot N averages them
+    # eps values are the paper's normalised L2 thresholds ||delta||_2 / d (Table 2), not absolute
+    normalised_l2: bool = False
     description: str = ""
     paper: str = ""
 

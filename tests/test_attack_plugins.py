@@ -30,6 +30,9 @@ BUILT_IN_ATTACKS = {
     "deepfool",
     "square",
     "hsj",
+    "apgd-t",
+    "fab-t",
+    "cw-fast",
 }
 BUILT_IN_DEFENCES = {"feature-squeezing", "spatial-smoothing", "spatial-smoothing-pytorch", "jpeg"}
 
@@ -46,6 +49,9 @@ FAST = {
     "deepfool": {"max_iter": 2},
     "square": {"max_iter": 2},
     "hsj": {"max_iter": 1, "max_eval": 10, "init_eval": 5, "init_size": 5},
+    "apgd-t": {"max_iter": 2, "n_target_classes": 2},
+    "fab-t": {"max_iter": 2, "n_target_classes": 2},
+    "cw-fast": {"max_iter": 2, "binary_search_steps": 1},
 }
 
 
@@ -69,9 +75,13 @@ def test_built_in_attacks_are_registered_specs():
         assert spec.description and spec.paper
         assert spec.factory.__module__.startswith("er_art.plugins.attacks")
     assert get_attack("square").threat == "black-box" and get_attack("hsj").threat == "black-box"
+    assert {n for n in BUILT_IN_ATTACKS if get_attack(n).normalised_l2} == {"cw", "cw-fast"}
+    eot = {n for n in BUILT_IN_ATTACKS if get_attack(n).eot}
+    assert eot == {"pgd", "bim", "fgsm", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "cw-fast"}
     assert not get_attack("fgsm").iterative and get_attack("pgd").iterative
     assert {n for n in BUILT_IN_ATTACKS if not get_attack(n).budgeted} == {
         "cw",
+        "cw-fast",
         "cw-linf",
         "deepfool",
         "hsj",

@@ -163,9 +163,10 @@ def test_method_all_prints_worst_case_and_checks(runs, tmp_path):
         assert name in result.output
     assert "PASS" in result.output or "FAIL" in result.output
     records = json.loads((out / "results.json").read_text())
-    assert [r["method"] for r in records] == ["pgd", "fgsm", "square", "worst-case"]
+    # the checks' doubled PGD counts in the worst case too
+    assert [r["method"] for r in records] == ["pgd", "fgsm", "square", "pgd-x2", "worst-case"]
     checks = json.loads((out / "checks.json").read_text())
-    assert len(checks) == 4 and {c["status"] for c in checks} <= {"PASS", "FAIL"}
+    assert len(checks) == 5 and {c["status"] for c in checks} <= {"PASS", "FAIL", "UNINFORMATIVE"}
 
 
 def test_evaluate_command(runs, tmp_path):
@@ -197,7 +198,10 @@ def test_evaluate_command(runs, tmp_path):
     for w in worst:
         same_eps = [r for r in records if r["eps"] == w["eps"] and r["method"] != "worst-case"]
         assert w["robust_accuracy"] <= min(r["robust_accuracy"] for r in same_eps)
-    assert len(json.loads((out / "checks.json").read_text())) == 4
+    checks = json.loads((out / "checks.json").read_text())
+    # determinism and full range once, then three checks at each eps, each with its eps
+    assert len(checks) == 2 + 3 * 2
+    assert sorted({c["values"]["eps"] for c in checks[2:]}) == [0.05, 0.1]
 
 
 @pytest.mark.parametrize(

@@ -26,15 +26,17 @@ from typing import Any
 
 import numpy as np
 
+from er_art.attack_view import attack_view
 from er_art.attacks import AttackSpec
 
 
 def _build(classifier: Any, **kwargs: Any) -> Any:
     from art.attacks.evasion import AutoProjectedGradientDescent
 
-    return AutoProjectedGradientDescent(
-        classifier, norm=np.inf, loss_type="cross_entropy", verbose=False, **kwargs
-    )
+    # ART's own loss_type="cross_entropy" re-wraps the model in a stock classifier (weight
+    # gradients filled, no EOT); the view gives the same loss with input-only gradients.
+    view = attack_view(classifier, "ce")
+    return AutoProjectedGradientDescent(view, norm=np.inf, loss_type=None, verbose=False, **kwargs)
 
 
 ATTACK = AttackSpec(
@@ -46,6 +48,7 @@ ATTACK = AttackSpec(
     defaults={"max_iter": 100, "nb_random_init": 1, "targeted": False, "batch_size": 128},
     eps_step_rule=lambda eps, _n: 2.0 * eps,
     restarts_param="nb_random_init",
+    eot=True,
     description="Auto-PGD (Linf) on the cross-entropy loss.",
     paper="Croce & Hein, 2020, arXiv:2003.01690",
 )

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from er_art.attack_view import attack_view
 from er_art.attacks import AttackSpec, pgd_step
 
 
 def _build(classifier: Any, **kwargs: Any) -> Any:
     from art.attacks.evasion import BasicIterativeMethod
 
-    return BasicIterativeMethod(classifier, verbose=False, **kwargs)
+    return BasicIterativeMethod(attack_view(classifier), verbose=False, **kwargs)
 
 
 ATTACK = AttackSpec(
@@ -39,6 +40,7 @@ ATTACK = AttackSpec(
     threat="white-box",
     iterative=True,
     defaults={"max_iter": 40, "targeted": False, "batch_size": 128},
+    eot=True,
     eps_step_rule=pgd_step,
     description="Basic Iterative Method (Linf): PGD from x, no random start.",
     paper="Kurakin et al., 2017, arXiv:1607.02533",

@@ -55,6 +55,7 @@ ATTACK = AttackSpec(
         "targeted": False,
         "batch_size": 128,
     },
+    normalised_l2=True,
     description="Carlini & Wagner L2 (minimal perturbation); scored under an L2 threshold.",
     paper="Carlini & Wagner, 2017, arXiv:1608.04644",
 )

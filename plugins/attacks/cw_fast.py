@@ -56,6 +56,8 @@ ATTACK = AttackSpec(
         "targeted": False,
         "batch_size": 128,
     },
+    normalised_l2=True,
+    eot=True,
     description="Carlini & Wagner L2 in PyTorch (minimal perturbation); scored like cw.",
     paper="Carlini & Wagner, 2017, arXiv:1608.04644",
 )

@@ -60,6 +60,7 @@ ATTACK = AttackSpec(
     max_iter_param="max_iter",
     restarts_param="nb_random_init",
     targeted=False,
+    eot=True,
     description="FAB-T: targeted Fast Adaptive Boundary attack (Linf), standard AutoAttack's.",
     paper="Croce & Hein, 2020, arXiv:1907.02044",
 )

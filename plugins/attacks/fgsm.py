@@ -25,13 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from er_art.attack_view import attack_view
 from er_art.attacks import AttackSpec
 
 
 def _build(classifier: Any, **kwargs: Any) -> Any:
     from art.attacks.evasion import FastGradientMethod
 
-    return FastGradientMethod(classifier, norm=np.inf, **kwargs)
+    return FastGradientMethod(attack_view(classifier), norm=np.inf, **kwargs)
 
 
 ATTACK = AttackSpec(
@@ -41,6 +42,7 @@ ATTACK = AttackSpec(
     threat="white-box",
     iterative=False,
     defaults={"num_random_init": 0, "minimal": False, "targeted": False, "batch_size": 128},
+    eot=True,
     eps_step_rule=lambda eps, _n: eps,
     max_iter_param=None,
     restarts_param="num_random_init",

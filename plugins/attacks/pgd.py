@@ -29,13 +29,14 @@ from typing import Any
 
 import numpy as np
 
+from er_art.attack_view import attack_view
 from er_art.attacks import AttackSpec, pgd_step
 
 
 def _build(classifier: Any, **kwargs: Any) -> Any:
     from art.attacks.evasion import ProjectedGradientDescent
 
-    return ProjectedGradientDescent(classifier, norm=np.inf, verbose=False, **kwargs)
+    return ProjectedGradientDescent(attack_view(classifier), norm=np.inf, verbose=False, **kwargs)
 
 
 ATTACK = AttackSpec(
@@ -52,6 +53,7 @@ ATTACK = AttackSpec(
         "targeted": False,
         "batch_size": 128,
     },
+    eot=True,
     eps_step_rule=pgd_step,
     restarts_param="num_random_init",
     description="Projected Gradient Descent (Linf), random start; restarts = num_random_init.",

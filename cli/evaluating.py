@@ -1,0 +1,152 @@
+"""What ``er-art attack`` and ``er-art evaluate`` share: the store, suites over runs, records.
+
+Both commands describe their options in the store's manifest (so ``--resume`` with other options
+is refused in one sentence), run through the library's units, print a table per run and write the
+summary files derived from the units.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from er_art.cli.report import print_checks, print_records, split_params
+from er_art.cli.targets import Target, defence_names
+
+
+def open_store(out: Path | None, options: dict[str, Any], resume: bool) -> Any:
+    """The evaluation store in ``out`` (None without ``--out``)."""
+    from er_art.evaluation import EvaluationStore
+
+    if out is None:
+        if resume:
+            raise ValueError("--resume needs --out DIR, the directory of the evaluation to resume.")
+        return None
+    return EvaluationStore.open(out, options, resume)
+
+
+def run_options(targets: list[Target], **options: Any) -> dict[str, Any]:
+    """The manifest's options: what was evaluated and every setting that changes a number."""
+    return {
+        "checkpoints": [str(Path(t.path).resolve()) for t in targets],
+        "n_samples": [int(len(t.y)) for t in targets],
+        **options,
+    }
+
+
+def records_of(target: Target, outcomes: list[Any], **extra: Any) -> list[dict[str, Any]]:
+    """The JSON records of ``outcomes`` on ``target``."""
+    from er_art.evaluation import summarise
+
+    return [
+        summarise(
+            o,
+            checkpoint=str(target.path),
+            label=target.label,
+            defences=defence_names(target),
+            **extra,
+        )
+        for o in outcomes
+    ]
+
+
+def check_rows(target: Target, results: list[Any]) -> list[dict[str, Any]]:
+    """The check results of one target as JSON rows for checks.json."""
+    return [{**c.as_dict(), "checkpoint": str(target.path)} for c in results]
+
+
+def build_suite(
+    name: str,
+    target: Target,
+    attacks: list[str] | None,
+    max_iter: int | None,
+    restarts: int | None,
+    square_iter: int | None,
+    params: dict[str, Any],
+) -> Any:
+    """The suite ``name`` for ``target``; the standard one refuses settings of its own."""
+    from er_art.evaluation import FAST_ATTACKS, SUITES, fast_suite, standard_suite
+
+    if name not in SUITES:
+        raise ValueError(f"Unknown suite {name!r}; accepted: {', '.join(SUITES)}.")
+    if name == "standard":
+        given = [
+            flag
+            for flag, value in (
+                ("--attacks", attacks),
+                ("--max-iter", max_iter),
+                ("--restarts", restarts),
+                ("--square-iter", square_iter),
+                ("--param", params or None),
+            )
+            if value is not None
+        ]
+        if given:
+            raise ValueError(
+                f"--suite standard runs AutoAttack's published parameters; drop {given[0]} or use "
+                "--suite fast."
+            )
+        return standard_suite(target.classifier.nb_classes)
+    names = list(attacks or FAST_ATTACKS)
+    per = split_params(params, names)
+    return fast_suite(
+        names,
+        max_iter=max_iter,
+        restarts=restarts,
+        square_queries=1000 if square_iter is None else square_iter,
+        params=per,
+    )
+
+
+def evaluate_targets(
+    targets: list[Target],
+    eps_for: Any,
+    suite: str,
+    *,
+    attacks: list[str] | None,
+    max_iter: int | None,
+    restarts: int | None,
+    square_iter: int | None,
+    params: dict[str, Any],
+    checks: bool,
+    seed: int,
+    batch_size: int,
+    eot: int,
+    store: Any,
+    progress: Any,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+    """The suite and its checks on every target, each table and its checks printed.
+
+    :param eps_for: ``eps_for(target) -> list of eps``.
+    :return: the records, the check rows and whether a check failed.
+    """
+    from er_art.evaluation import evaluate_suite
+
+    records: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    failed = False
+    for target in targets:
+        plan = build_suite(suite, target, attacks, max_iter, restarts, square_iter, params)
+        result = evaluate_suite(
+            target.classifier,
+            target.x,
+            target.y,
+            eps_for(target),
+            plan,
+            checks=checks,
+            label=target.label,
+            seed=seed,
+            batch_size=batch_size,
+            eot=eot,
+            store=store,
+            progress=progress,
+        )
+        mine = records_of(target, result.outcomes(), suite=suite)
+        members = ", ".join(r.key for r in plan.runs)
+        print_records(mine, f"{target.label}: worst case over {members} ({suite} suite)")
+        if result.checks:
+            print_checks(result.checks, f"Sanity checks ({target.label})")
+        failed = failed or any(c.failed for c in result.checks)
+        records.extend(mine)
+        rows.extend(check_rows(target, result.checks))
+    return records, rows, failed

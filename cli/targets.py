@@ -1,0 +1,87 @@
+"""The trained runs a command attacks: each checkpoint with its dataset's test split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Target:
+    """One classifier to attack, with its test data."""
+
+    label: str
+    path: Path
+    classifier: Any
+    x: Any
+    y: Any
+    dataset: Any  # DatasetSpec
+    train_eps: float | None
+
+
+def load_targets(
+    checkpoints: list[Path] | None,
+    dataset: str | None,
+    data_dir: Path | None,
+    n_samples: int | None,
+    device: str,
+    defences: list[str] | None,
+) -> list[Target]:
+    """Load each checkpoint (default: the latest run), its dataset's test split and the defences."""
+    import er_art
+    from er_art.datasets import get_dataset
+    from er_art.defences import apply_defences
+    from er_art.runs import latest_run, read_run
+
+    paths = list(checkpoints or [latest_run()])
+    if n_samples is not None and n_samples < 1:
+        raise ValueError(f"--n-samples must be a positive integer, got {n_samples}.")
+    targets = []
+    data_cache: dict[tuple[str, str | None], tuple[Any, Any]] = {}
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"No checkpoint or run directory at {path}.")
+        run_dir = path if path.is_dir() else path.parent
+        config: dict[str, Any] = {}
+        if (run_dir / "run.json").is_file():
+            config = read_run(run_dir).get("config", {})
+        name = dataset or config.get("dataset")
+        if name is None:
+            raise ValueError(f"{path} has no run.json naming its dataset; pass --dataset.")
+        spec = get_dataset(name)
+        folder = data_dir if data_dir is not None else config.get("data_dir")
+        key = (spec.name, None if folder is None else str(folder))
+        if key not in data_cache:
+            data_cache[key] = spec.arrays("test", folder, n_samples)
+        x, y = data_cache[key]
+        classifier = er_art.load_classifier(path, device_type=device)
+        if tuple(classifier.input_shape) != tuple(x.shape[1:]):
+            raise ValueError(
+                f"{path} takes inputs of shape {tuple(classifier.input_shape)} but dataset "
+                f"{spec.name!r} has "
+                f"{tuple(x.shape[1:])}; pass the right --dataset."
+            )
+        if defences:
+            apply_defences(classifier, defences)
+        eps = config.get("eps")
+        label = run_dir.name if path.is_dir() else path.stem
+        targets.append(
+            Target(label, path, classifier, x, y, spec, None if eps is None else float(eps))
+        )
+    labels = [t.label for t in targets]
+    if len(set(labels)) < len(labels):  # same directory names: fall back to the full paths
+        for t in targets:
+            t.label = str(t.path)
+    return targets
+
+
+def default_eps(target: Target) -> float:
+    """The eps a run is attacked at when none is given: its training eps, else the dataset's."""
+    return target.train_eps if target.train_eps is not None else target.dataset.eps
+
+
+def defence_names(target: Target) -> list[str]:
+    found = target.classifier.preprocessing_defences or []
+    return [type(d).__name__ for d in (found if isinstance(found, list) else [found])]

@@ -1,0 +1,228 @@
+"""er_art.evaluation's units: seeds, restarts, the store, resuming, suites, checks at every eps."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import er_art.evaluation.plan as plan_module
+from er_art.evaluation import (
+    AttackOutcome,
+    AttackRun,
+    EvaluationStore,
+    Suite,
+    check_iterative_beats_single_step,
+    check_more_iterations,
+    check_whitebox_beats_blackbox,
+    evaluate_suite,
+    fast_suite,
+    run_attack,
+    standard_suite,
+    unit_seed,
+)
+from er_art.evaluation.store import MANIFEST
+
+CHEAP = fast_suite(("pgd", "fgsm", "square"), max_iter=3, restarts=2, square_queries=10)
+
+
+@pytest.fixture(scope="module")
+def sample(digits):
+    return digits[2][:40], digits[3][:40]
+
+
+# ---------------------------------------------------------------------------- seeds, restarts
+def test_unit_seeds_are_per_attack_and_eps_and_stable():
+    seeds = {unit_seed(0, e, k) for e in (0.1, 0.2) for k in ("pgd", "pgd-x2")}
+    assert len(seeds) == 4
+    assert unit_seed(0, 0.1, "pgd") == unit_seed(0, 0.1000000000001, "pgd")
+    assert unit_seed(1, 0.1, "pgd") != unit_seed(0, 0.1, "pgd")
+
+
+def test_restarts_attack_only_what_earlier_restarts_left_robust(
+    trained_digits, sample, monkeypatch
+):
+    from art.attacks.evasion import ProjectedGradientDescent
+
+    x, y = sample
+    sizes: list[int] = []
+    original = ProjectedGradientDescent.generate
+
+    def counting(self, x, y=None, **kwargs):
+        sizes.append(len(x))
+        return original(self, x, y, **kwargs)
+
+    monkeypatch.setattr(ProjectedGradientDescent, "generate", counting)
+    (one,) = run_attack(trained_digits, x, y, "pgd", [0.1], max_iter=3, restarts=1, batch_size=64)
+    first = sizes[:]
+    sizes.clear()
+    (four,) = run_attack(trained_digits, x, y, "pgd", [0.1], max_iter=3, restarts=4, batch_size=64)
+    assert 1 < len(sizes) <= 4 and sizes == sorted(sizes, reverse=True)  # fewer left each time
+    assert sizes[-1] < sizes[0]
+    assert sizes[0] == first[0] == int(one.clean_correct.sum())  # misclassified: never attacked
+    assert four.accuracy <= one.accuracy and four.settings["restarts"] == 4
+
+
+# ---------------------------------------------------------------------------- the store
+def outcome(n: int = 5) -> AttackOutcome:
+    rng = np.random.default_rng(0)
+    return AttackOutcome(
+        method="pgd",
+        eps=0.1,
+        norm="inf",
+        clean_correct=rng.random(n) > 0.2,
+        robust=rng.random(n) > 0.5,
+        perturbation=rng.random(n) / 10,
+        time_s=1.5,
+        settings={"max_iter": 3, "art_params": {"batch_size": 4}},
+    )
+
+
+def test_store_round_trips_outcomes_and_writes_its_manifest_with_the_first_unit(tmp_path):
+    store = EvaluationStore.open(tmp_path / "e", {"eps": [0.1], "seed": 0}, resume=False)
+    assert not (tmp_path / "e" / MANIFEST).exists()  # nothing written before any work is done
+    assert store.load("run/a", "pgd", 0.1) is None
+    saved = outcome()
+    path = store.save("run/a", "pgd", 0.1, saved)
+    assert path.is_file() and (tmp_path / "e" / MANIFEST).is_file()
+    loaded = store.load("run/a", "pgd", 0.1)
+    for field in ("clean_correct", "robust", "perturbation"):
+        np.testing.assert_array_equal(getattr(loaded, field), getattr(saved, field))
+    assert loaded.settings == saved.settings and loaded.eps == saved.eps
+    assert store.finished() == [path]
+
+
+def test_store_refuses_other_options_and_unasked_resumption(tmp_path):
+    options = {"eps": [0.1, 0.2], "max_iter": None, "seed": 0}
+    EvaluationStore.open(tmp_path, options, resume=False).save("r", "pgd", 0.1, outcome())
+    with pytest.raises(ValueError, match="already holds an evaluation; add --resume"):
+        EvaluationStore.open(tmp_path, options, resume=False)
+    with pytest.raises(ValueError, match=r"started with max_iter=None, not 80") as err:
+        EvaluationStore.open(tmp_path, {**options, "max_iter": 80}, resume=True)
+    assert "\n" not in str(err.value)
+    resumed = EvaluationStore.open(tmp_path, dict(options), resume=True)
+    assert resumed.load("r", "pgd", 0.1) is not None
+
+
+def test_an_interrupted_evaluation_resumes_to_the_same_numbers(
+    trained_digits, sample, tmp_path, monkeypatch
+):
+    x, y = sample
+    options = {"suite": "cheap"}
+    whole = evaluate_suite(trained_digits, x, y, [0.1, 0.2], CHEAP, seed=3)
+    store = EvaluationStore.open(tmp_path, options, resume=False)
+    evaluate_suite(trained_digits, x, y, [0.1, 0.2], CHEAP, seed=3, store=store)
+    units = sorted((tmp_path / "units").glob("*/*.json"))
+    for path in units[::2]:  # "interrupted": half of the units never finished
+        path.unlink()
+    kept = {p: p.stat().st_mtime_ns for p in units[1::2]}
+
+    calls: list[str] = []
+    original = plan_module.run_attack
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["key"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(plan_module, "run_attack", counting)
+    store = EvaluationStore.open(tmp_path, options, resume=True)
+    resumed = evaluate_suite(trained_digits, x, y, [0.1, 0.2], CHEAP, seed=3, store=store)
+    assert len(calls) == len(units[::2])  # only the missing units ran again
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())
+    for eps in (0.1, 0.2):
+        a, b = whole.by_eps[eps], resumed.by_eps[eps]
+        assert [o.method for o in a] == [o.method for o in b]
+        for oa, ob in zip(a, b, strict=True):
+            np.testing.assert_array_equal(oa.robust, ob.robust)
+    assert [c.as_dict() for c in whole.checks] == [c.as_dict() for c in resumed.checks]
+
+
+# ---------------------------------------------------------------------------- suites
+def test_standard_suite_has_autoattacks_published_parameters():
+    suite = standard_suite(10)
+    assert [r.key for r in suite.runs] == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert suite.cascade and suite.primary == "apgd-ce"
+    apgd_ce, apgd_t, fab_t, square = suite.runs
+    assert (apgd_ce.max_iter, apgd_ce.restarts) == (100, 1)
+    assert (apgd_t.max_iter, apgd_t.restarts, apgd_t.params["n_target_classes"]) == (100, 1, 9)
+    assert (fab_t.max_iter, fab_t.restarts, fab_t.params["n_target_classes"]) == (100, 1, 9)
+    assert (square.max_iter, square.restarts, square.params["p_init"]) == (5000, 1, 0.8)
+    assert standard_suite(5).runs[1].params["n_target_classes"] == 4  # min(9, classes - 1)
+
+
+def test_a_cascade_attacks_only_what_is_still_robust(trained_digits, sample):
+    x, y = sample
+    cascade = Suite(
+        "cheap-standard",
+        (
+            AttackRun("apgd-ce", "apgd-ce", max_iter=3, restarts=1),
+            AttackRun("apgd-t", "apgd-t", max_iter=2, restarts=1, params={"n_target_classes": 3}),
+            AttackRun("fab-t", "fab-t", max_iter=3, restarts=1, params={"n_target_classes": 3}),
+            AttackRun("square", "square", max_iter=20, restarts=1),
+        ),
+        cascade=True,
+        primary="apgd-ce",
+    )
+    result = evaluate_suite(trained_digits, x, y, [0.15], cascade, checks=False)
+    outs = result.by_eps[0.15]
+    assert [o.method for o in outs] == ["apgd-ce", "apgd-t", "fab-t", "square", "worst-case"]
+    for earlier, later in zip(outs, outs[1:4], strict=False):
+        assert not (later.robust & ~earlier.robust).any()  # robust sets are nested
+    np.testing.assert_array_equal(outs[-1].robust, outs[3].robust)
+
+
+def test_fast_suite_settings():
+    suite = fast_suite(max_iter=7, restarts=3, square_queries=50)
+    runs = {r.key: r for r in suite.runs}
+    assert [r.key for r in suite.runs] == ["pgd", "apgd-ce", "apgd-dlr", "fgsm", "square"]
+    assert runs["pgd"].max_iter == 7 and runs["pgd"].restarts == 3
+    assert runs["fgsm"].max_iter is None and runs["fgsm"].restarts is None  # FGSM stays FGSM
+    assert runs["square"].max_iter == 50
+    doubled = runs["pgd"].doubled()
+    assert (doubled.key, doubled.max_iter, doubled.restarts) == ("pgd-x2", 14, 6)
+    defaults = fast_suite().runs[0].doubled()
+    spec = defaults.spec
+    assert defaults.max_iter == 2 * spec.defaults["max_iter"]
+    assert defaults.restarts == 2 * spec.defaults[spec.restarts_param]
+    with pytest.raises(ValueError, match="norm"):
+        fast_suite(("pgd", "cw"))
+
+
+# ---------------------------------------------------------------------------- checks
+def test_comparisons_at_or_below_chance_are_uninformative_never_pass():
+    for check in (
+        check_more_iterations(0.05, 0.02, 100, eps=0.3, chance=0.1),
+        check_iterative_beats_single_step(0.0, 0.1, 100, eps=0.3, chance=0.1),
+        check_whitebox_beats_blackbox(0.0, 0.0, 100, eps=0.3, chance=0.1),
+    ):
+        assert check.status == "UNINFORMATIVE" and check.passed is None and not check.failed
+        assert check.values["eps"] == 0.3 and "chance" in check.message
+    assert check_iterative_beats_single_step(0.05, 0.3, 100, eps=0.3, chance=0.1).status == "PASS"
+
+
+def test_checks_run_at_every_eps_and_square_meets_the_strongest_white_box(trained_digits, sample):
+    x, y = sample
+    result = evaluate_suite(trained_digits, x, y, [0.0, 0.1, 0.2], CHEAP)
+    by_name: dict[str, list[float]] = {}
+    for c in result.checks:
+        by_name.setdefault(c.name, []).append(c.values["eps"])
+    assert by_name["deterministic predictions"] == [0.0]
+    assert by_name["chance at full range"] == [1.0]
+    for name in (
+        "more iterations do not help the model",
+        "iterative at least as strong as single-step",
+        "white-box at least as strong as black-box",
+    ):
+        assert by_name[name] == [0.1, 0.2]  # no checks at eps = 0: nothing may change there
+    for eps in (0.1, 0.2):
+        outs = result.by_eps[eps]
+        whitebox = [o for o in outs if o.settings.get("threat") == "white-box"]
+        square = next(
+            c for c in result.checks if c.name.startswith("white-box") and c.values["eps"] == eps
+        )
+        assert square.values["whitebox"] == min(o.accuracy for o in whitebox)
+        assert outs[-1].method == "worst-case"
+        assert "pgd-x2" in [o.method for o in outs]  # the checks' attacks count in the worst case
+        assert outs[-1].accuracy <= min(o.accuracy for o in outs[:-1])
+    json.dumps([c.as_dict() for c in result.checks])
