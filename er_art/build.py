@@ -61,7 +61,7 @@ def build_classifier(
         ``lambda_reg`` lambda_1 of the encoder regularisation.
     :param lr: base (encoder) learning rate; ``lr_ratios`` encoder : discriminator : head.
     :param clip_value: discriminator weight clipping.
-    :param amp: bfloat16 mixed precision in training (``torch.amp``).
+    :param amp: bfloat16 mixed precision in training (``torch.amp``; the critic stays float32).
     :param clip_values: the data's value range.
     :param device_type: ``auto``, ``cpu``, ``cuda`` or ``gpu``.
     :param arch_options: extra builder options (e.g. ``{"init_weights": "vgg19_features.pt"}``).

@@ -145,7 +145,8 @@ class ERClassifier(PyTorchClassifier):
     :param lr: base learning rate (the encoder's).
     :param lr_ratios: encoder : discriminator : head learning-rate ratios (default 1 : 0.5 : 0.05).
     :param clip_value: WGAN weight clipping of the discriminator, +-c.
-    :param amp: bfloat16 mixed precision (``torch.amp``) in training.
+    :param amp: bfloat16 mixed precision (``torch.amp``) in training: encoder and head under
+        autocast, the critic in float32 (its clipped outputs differ below bfloat16's resolution).
     :param arch: registered architecture name (recorded for checkpoints), or ``None``.
     :param arch_options: options the architecture was built with (recorded for checkpoints).
     :param device_type: ``auto``/``gpu`` (CUDA when available), ``cpu`` or ``cuda``.
