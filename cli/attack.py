@@ -29,12 +29,13 @@ from er_art.cli.options import (
     Resume,
     RunDataDir,
     RunDataset,
+    Threads,
     Verbose,
     attack_names_of,
 )
 from er_art.cli.progress import terminal_progress
 from er_art.cli.report import parse_params, print_records, write_outputs
-from er_art.cli.targets import Target, default_eps, load_targets
+from er_art.cli.targets import Target, default_eps, load_targets, set_threads
 
 ALL = "all"
 
@@ -131,6 +132,7 @@ def attack(
     attacks: Attacks = None,
     checks: Checks = True,
     eot: Eot = 1,
+    threads: Threads = None,
     verbose: Verbose = False,
 ) -> None:
     """Attack trained runs (ER-Classifier or baseline); report clean and robust accuracy per eps."""
@@ -173,6 +175,7 @@ def attack(
                     f"{given} or use --protocol converged."
                 )
         targets = load_targets(checkpoint, dataset, data_dir, n_samples, device, defence)
+        set_threads(threads, targets)
         params = parse_params(param)
 
         def eps_for(target: Target) -> list[float]:

@@ -33,12 +33,13 @@ from er_art.cli.options import (
     Resume,
     RunDataDir,
     RunDataset,
+    Threads,
     Verbose,
     attack_names_of,
 )
 from er_art.cli.progress import terminal_progress
 from er_art.cli.report import parse_params, write_outputs
-from er_art.cli.targets import Target, default_eps, load_targets
+from er_art.cli.targets import Target, default_eps, load_targets, set_threads
 
 
 def evaluate(
@@ -105,6 +106,7 @@ def evaluate(
         ),
     ] = None,
     eot: Eot = 1,
+    threads: Threads = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit with code 1 when a sanity check fails.")
     ] = False,
@@ -119,6 +121,7 @@ def evaluate(
 
         names = attack_names_of(attacks)
         targets = load_targets(checkpoint, dataset, data_dir, n_samples, device, defence)
+        set_threads(threads, targets)
         params = parse_params(param)
 
         def eps_for(target: Target) -> list[float]:

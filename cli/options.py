@@ -48,6 +48,14 @@ Eot = Annotated[
         "stochastic forward passes (randomised models).",
     ),
 ]
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        help="torch CPU threads (default: the architecture's, e.g. 1 for the small nets; else "
+        "torch's).",
+    ),
+]
 Resume = Annotated[
     bool,
     typer.Option(

@@ -77,6 +77,31 @@ def load_targets(
     return targets
 
 
+def set_threads(threads: int | None, targets: list[Target]) -> None:
+    """torch's CPU threads: ``threads``, else the fewest any target's architecture asks for (small
+    nets run fastest on one: two OpenMP threads on a busy machine were up to 10x slower)."""
+    import torch
+
+    from er_art.architectures import get_architecture
+
+    if threads is None:
+        wanted = []
+        for t in targets:
+            arch = getattr(t.classifier, "arch", None) or getattr(
+                t.classifier, "er_art_config", {}
+            ).get("arch")
+            if arch:
+                try:
+                    wanted.append(get_architecture(arch).defaults.get("threads"))
+                except LookupError:
+                    pass
+        threads = min((w for w in wanted if w), default=None)
+    elif threads < 1:
+        raise ValueError(f"--threads must be a positive integer, got {threads}.")
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+
+
 def default_eps(target: Target) -> float:
     """The eps a run is attacked at when none is given: its training eps, else the dataset's."""
     return target.train_eps if target.train_eps is not None else target.dataset.eps

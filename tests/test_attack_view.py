@@ -93,6 +93,7 @@ def test_unknown_loss_and_bad_eot_are_refused(trained_digits):
 # ---------------------------------------------------------------------------- gradients
 def test_view_gradient_equals_the_classifiers_and_fills_no_weight_gradients(trained_digits, sample):
     x, y = sample
+    trained_digits.model.zero_grad(set_to_none=True)  # whatever an earlier test left
     one_hot = np.eye(10, dtype=np.float32)[y]
     view = attack_view(trained_digits)
     grad = view.loss_gradient(x, one_hot)
@@ -145,7 +146,7 @@ def test_apgd_t_lowers_accuracy_and_caps_its_targets(trained_digits, sample):
 
 def test_apgd_t_is_at_least_as_strong_as_apgd_ce(trained_digits, sample):
     x, y = sample
-    (ce,) = run_attack(trained_digits, x, y, "apgd-ce", [0.15], max_iter=20)
+    (ce,) = run_attack(trained_digits, x, y, "apgd-ce", [0.15], max_iter=20, restarts=1)
     (t,) = run_attack(trained_digits, x, y, "apgd-t", [0.15], max_iter=20)
     assert t.accuracy <= ce.accuracy + 2 / len(y)  # nine targeted runs vs one: within an example
 
@@ -216,9 +217,14 @@ def test_eot_is_refused_by_attacks_that_cannot_use_it(trained_digits, sample):
 
 def test_er_classifier_unchanged_by_attacks(trained_digits, sample):
     x, y = sample
+    trained_digits.model.zero_grad(set_to_none=True)  # whatever an earlier test left
     before = [p.detach().clone() for p in trained_digits.model.parameters()]
-    for name in ("apgd-ce", "apgd-dlr", "apgd-t", "fab-t"):
-        get_attack(name).build(trained_digits, eps=0.1, max_iter=2).generate(x[:8], y[:8])
+    quick = {"autoattack": {"square_max_iter": 5, "deepfool_max_iter": 2}}
+    for name in ("apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "autoattack"):
+        attack = get_attack(name).build(
+            trained_digits, eps=0.1, max_iter=2, restarts=1, **quick.get(name, {})
+        )
+        attack.generate(x[:8], np.eye(10)[y[:8]])
     after = list(trained_digits.model.parameters())
     assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
     assert not weight_grads(trained_digits.model)

@@ -120,9 +120,9 @@ def _robust(path: Path) -> list[tuple[str, float, float]]:
 
 @pytest.mark.slow
 def test_killed_evaluation_resumes_to_the_numbers_of_an_uninterrupted_one(run_dir, tmp_path):
-    args = ["evaluate", "-c", str(run_dir), "--eps", "0.05,0.1,0.15,0.2", "--attacks",
-            "pgd,fgsm,square", "--max-iter", "5", "--restarts", "2", "--square-iter", "40",
-            "-n", "48", "--batch-size", "16"]  # fmt: skip
+    args = ["evaluate", "-c", str(run_dir), "--eps", "0.1,0.2", "--attacks", "pgd,fgsm,square",
+            "--max-iter", "3", "--restarts", "2", "--square-iter", "20", "-n", "32",
+            "--batch-size", "8"]  # fmt: skip
     whole = tmp_path / "whole"
     assert invoke(*args, "--out", str(whole)).exit_code == 0
 

@@ -49,7 +49,7 @@ def plain_cnn(digits):
 def test_pgd_sweep_on_a_trained_model(er_pgd, test_set):
     x, y = test_set
     records = sweep_attack(
-        er_pgd, x, y, "pgd", [0.0, 0.05, 0.1, 0.2, 0.3, 1.0], max_iter=10, batch_size=N
+        er_pgd, x, y, "pgd", [0.0, 0.05, 0.1, 0.2, 0.3, 1.0], max_iter=10, restarts=2, batch_size=N
     )
     acc = [r["robust_accuracy"] for r in records]
     clean = float((er_pgd.predict(x).argmax(1) == y).mean())
@@ -74,13 +74,20 @@ def test_plain_model_is_clearly_less_robust_than_er_classifier(er_pgd, plain_cnn
     er_rob, er_rob2 = (
         r["robust_accuracy"]
         for r in sweep_attack(
-            er_pgd, x, y, "pgd", [TRAIN_EPS, 2 * TRAIN_EPS], max_iter=10, batch_size=n
+            er_pgd, x, y, "pgd", [TRAIN_EPS, 2 * TRAIN_EPS], max_iter=10, restarts=2, batch_size=n
         )
     )
     plain_rob, plain_rob2 = (
         r["robust_accuracy"]
         for r in sweep_attack(
-            plain_cnn, x, y, "pgd", [TRAIN_EPS, 2 * TRAIN_EPS], max_iter=10, batch_size=n
+            plain_cnn,
+            x,
+            y,
+            "pgd",
+            [TRAIN_EPS, 2 * TRAIN_EPS],
+            max_iter=10,
+            restarts=2,
+            batch_size=n,
         )
     )
     margin = 2 * np.sqrt(

@@ -291,8 +291,8 @@ def _square_check(
             n,
             eps=eps,
             chance=chance,
-            whitebox=" then ".join(k.upper() for k in keys[:i]),
-            blackbox=f"{' then '.join(k.upper() for k in keys[: i + 1])}",
+            whitebox="+".join(k.upper() for k in keys[:i]),
+            blackbox="+".join(k.upper() for k in keys[: i + 1]),
         )
     square = next((o for o in outs if o.method == "square"), None)
     if square is None:

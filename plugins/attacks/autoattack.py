@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from er_art.attack_view import attack_view
 from er_art.attacks import AttackSpec
 
 
@@ -65,8 +66,10 @@ def _build(
         "verbose": False,
     }
     members = [
-        AutoProjectedGradientDescent(classifier, loss_type="cross_entropy", **apgd),
-        AutoProjectedGradientDescent(classifier, loss_type="difference_logits_ratio", **apgd),
+        # the attack view's losses: ART's own loss_type re-wraps the model in a stock classifier
+        # whose loss_gradient fills the model's weight gradients
+        AutoProjectedGradientDescent(attack_view(classifier, "ce"), loss_type=None, **apgd),
+        AutoProjectedGradientDescent(attack_view(classifier, "dlr"), loss_type=None, **apgd),
         DeepFool(
             classifier,
             max_iter=deepfool_max_iter,

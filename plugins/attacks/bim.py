@@ -6,8 +6,8 @@ the random start.
 
 Arguments (ART names):
     eps (float): maximum perturbation. (Default: given per call)
-    eps_step (float): step size. (Default: ``2.5 * eps / max_iter``)
-    max_iter (int): number of steps. (Default: 40)
+    eps_step (float): step size. (Default: ``eps / 4``)
+    max_iter (int): number of steps. (Default: 50)
     targeted (bool): targeted attack. (Default: False)
     batch_size (int): attack batch size. (Default: 128)
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from er_art.attack_view import attack_view
-from er_art.attacks import AttackSpec, pgd_step
+from er_art.attacks import AttackSpec, quarter_eps_step
 
 
 def _build(classifier: Any, **kwargs: Any) -> Any:
@@ -39,9 +39,9 @@ ATTACK = AttackSpec(
     norm="inf",
     threat="white-box",
     iterative=True,
-    defaults={"max_iter": 40, "targeted": False, "batch_size": 128},
+    defaults={"max_iter": 50, "targeted": False, "batch_size": 128},
     eot=True,
-    eps_step_rule=pgd_step,
+    eps_step_rule=quarter_eps_step,
     description="Basic Iterative Method (Linf): PGD from x, no random start.",
     paper="Kurakin et al., 2017, arXiv:1607.02533",
 )
