@@ -3,6 +3,9 @@
     er-art train                                 # ER-Classifier + PGD min-max on digits (~1 min)
     er-art train --dataset mnist --data-dir ../shared/datasets --epochs 30
     er-art train --trainer madry --dataset mnist # Madry's adversarial training, baseline CNN
+    er-art train --trainer rse                   # Random Self-Ensemble (noisy CNN) on digits
+    er-art train --trainer vae-cla --arch-option beta=0.1   # the VAE-CLA ablation, beta 0.1
+    er-art train --trainer defense-gan           # Defense-GAN: WGAN-GP G / D + classifier on digits
     er-art train --resume --out runs/digits-er-pgd-20260101-120000
     er-art train --dataset mnist --device cuda --amp --compile   # bf16 (critic fp32), compiled
     er-art train --dataset mnist --device cuda --deterministic   # exact resume on a GPU too
@@ -145,6 +148,34 @@ def parse_embedding_dim(value: str | None) -> int | str | None:
     return k
 
 
+def parse_value(text: str) -> Any:
+    """An option value as typed: an integer, a number, true / false, none, else the string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_arch_options(values: list[str] | None) -> dict[str, Any] | None:
+    """``["sigma_init=0.4", "ensemble=50"]`` -> ``{"sigma_init": 0.4, "ensemble": 50}``."""
+    if not values:
+        return None
+    options: dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--arch-option must be KEY=VALUE (e.g. ensemble=50), got {item!r}.")
+        options[key.strip()] = parse_value(value)
+    return options
+
+
 def train(
     dataset: Annotated[
         str, typer.Option(help="Dataset plugin (er-art plugins datasets).")
@@ -154,7 +185,15 @@ def train(
     ] = None,
     arch: Annotated[
         str | None,
-        typer.Option(help="Architecture (default: the dataset's; cnn/vgg19 for baselines)."),
+        typer.Option(help="Architecture (default: the trainer's for the dataset)."),
+    ] = None,
+    arch_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="An architecture option KEY=VALUE, repeatable (e.g. sigma_init=0.4, ensemble=50 "
+            "for rse-*, beta=0.1 for vae-*, projection_steps=200, restarts=10 for defense-gan-*; "
+            "er-art plugins architectures lists architectures).",
+        ),
     ] = None,
     prior: Annotated[str, typer.Option(help="Prior of the embedding (ER trainers).")] = "gaussian",
     embedding_dim: Annotated[
@@ -162,7 +201,11 @@ def train(
         typer.Option(help="Embedding size k: an integer or 'auto' (Levina-Bickel estimate)."),
     ] = None,
     trainer: Annotated[
-        str, typer.Option(help="er-pgd, er-minus, ecla, plain or madry.")
+        str,
+        typer.Option(
+            help="er-pgd, er-minus, ecla, plain, madry, rse, vae-cla, defense-gan "
+            "(er-art plugins trainers)."
+        ),
     ] = "er-pgd",
     eps: Annotated[
         float | None, typer.Option(help="PGD budget of min-max training (default: the dataset's).")
@@ -173,7 +216,9 @@ def train(
     max_iter: Annotated[
         int | None, typer.Option(help="PGD iterations (default: the dataset's).")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs (default: the dataset's).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Epochs (default: the architecture's, else the dataset's).")
+    ] = None,
     batch_size: Annotated[
         int | None, typer.Option(help="Batch size (default: the dataset's).")
     ] = None,
@@ -236,6 +281,7 @@ def train(
                     "--dataset": dataset != "digits",
                     "--data-dir": data_dir is not None,
                     "--arch": arch is not None,
+                    "--arch-option": bool(arch_option),
                     "--prior": prior != "gaussian",
                     "--embedding-dim": embedding_dim is not None,
                     "--trainer": trainer != "er-pgd",
@@ -271,6 +317,7 @@ def train(
                     dataset=dataset,
                     data_dir=None if data_dir is None else str(data_dir),
                     arch=arch,
+                    arch_options=parse_arch_options(arch_option),
                     prior=prior,
                     embedding_dim=parse_embedding_dim(embedding_dim),
                     trainer=trainer,

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from art.estimators.classification import PyTorchClassifier
 
+from er_art import model_access
+
 LOSSES = ("ce", "dlr", "dlr-targeted")
 TARGET_WEIGHT = 0.5  # weight of the target class in an encoded label row
 
@@ -138,27 +140,16 @@ class AttackView(PyTorchClassifier):
             x_base = x.detach().to(self._device, torch.float32)
         else:
             x_base = torch.from_numpy(np.asarray(x, dtype=np.float32)).to(self._device)
-        total_loss = torch.zeros(len(x_base), device=self._device)
-        total_grad = torch.zeros_like(x_base) if grad else None
-        for _ in range(self.eot_samples):
-            if self.all_framework_preprocessing:
-                x_leaf = x_base.clone().requires_grad_(grad)
-                x_in, _ = self._apply_preprocessing(x_leaf, y=None, fit=False, no_grad=not grad)
-            else:  # NumPy defences: gradient at the preprocessed point, mapped back (BPDA) later
-                x_pre, _ = self._apply_preprocessing(
-                    x_base.cpu().numpy(), y=None, fit=False, no_grad=True
-                )
-                x_leaf = torch.from_numpy(np.asarray(x_pre, dtype=np.float32)).to(self._device)
-                x_leaf.requires_grad_(grad)
-                x_in = x_leaf
-            with torch.set_grad_enabled(grad):
-                losses = per_example_loss(self.loss_name, self._logits_of(x_in), labels)
-            if grad:
-                (g,) = torch.autograd.grad(losses.sum(), x_leaf)
-                total_grad += g
-            total_loss += losses.detach()
-        n = float(self.eot_samples)
-        return total_loss / n, (None if total_grad is None else total_grad / n)
+
+        def loss(logits: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+            losses = per_example_loss(self.loss_name, logits, labels)
+            return losses, [losses.sum()]
+
+        # NumPy defences: the gradient stays at the preprocessed point, mapped back (BPDA) later
+        mean_loss, grads = model_access.mean_over_passes(
+            self, x_base, loss, self.eot_samples, grad=grad, map_back=False, forward=self._logits_of
+        )
+        return mean_loss, (grads[0] if grad else None)
 
     def loss_gradient(  # type: ignore[override]
         self,

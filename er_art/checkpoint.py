@@ -2,10 +2,11 @@
 running code.
 
 A checkpoint is one ``torch.save`` file holding only tensors and plain containers: the classifier's
-JSON-able config (architecture, prior, hyperparameters), the state dicts of all three nets and of
-the three optimizers, and optionally a training state (epoch, RNG states, ...). It is read with
-``torch.load(weights_only=True)``, which refuses anything that would execute code, and rebuilt
-through the architecture registry.
+JSON-able config (architecture and all its options, prior, hyperparameters), the state dicts of
+the nets and of their optimizers (an ER-Classifier's three; one for every other family, whatever
+its number of parameter groups), and optionally a training state (epoch, RNG states, ...). It is
+read with ``torch.load(weights_only=True)``, which refuses anything that would execute code, and
+rebuilt through the architecture registry.
 """
 
 from __future__ import annotations
@@ -128,17 +129,28 @@ def saved_device(saved: str, what: str = "the checkpoint") -> str:
 
 
 def classifier_from_state(
-    state: dict[str, Any], device_type: str | None = None
+    state: dict[str, Any],
+    device_type: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> PyTorchClassifier:
     """Rebuild a classifier from :func:`classifier_state`'s dict.
 
     :param device_type: ``auto``, ``cpu`` or ``cuda``; ``None``: the saved device, or the CPU when
         that was CUDA and this machine has none.
+    :param options: architecture options that replace the saved ones (see
+        :func:`load_classifier`).
     """
+    from er_art.architectures import get_architecture
     from er_art.build import build_classifier
 
     config = dict(state["config"])
-    options = {k: v for k, v in config.get("arch_options", {}).items() if k != "init_weights"}
+    saved = {k: v for k, v in config.get("arch_options", {}).items() if k != "init_weights"}
+    if options:
+        get_architecture(config["arch"]).check_options(dict(options))
+        changed = {k: v for k, v in options.items() if saved.get(k, object()) != v}
+        if changed:
+            logger.info("loading %s with options %s (saved: %s)", config["arch"], changed, saved)
+    options = {**saved, **(options or {})}
     device = device_type or saved_device(config.get("device_type", "auto"))
     clip = config.get("clip_values")
     common = dict(
@@ -149,8 +161,10 @@ def classifier_from_state(
         device_type=device,
         arch_options=options,
     )
-    if config.get("kind") == "baseline":
-        classifier = build_classifier(config["arch"], **common)
+    if config.get("kind", "er") != "er":  # baselines, RSE, VAE-CLA, ...: one optimizer
+        classifier = build_classifier(
+            config["arch"], embedding_dim=config.get("embedding_dim"), **common
+        )
         classifier.model.load_state_dict(state["model"])
         if "model" in state["optimizers"]:
             classifier.optimizer.load_state_dict(state["optimizers"]["model"])
@@ -175,17 +189,28 @@ def classifier_from_state(
     return classifier
 
 
-def load_classifier(path: str | os.PathLike, device_type: str | None = None) -> PyTorchClassifier:
+def load_classifier(
+    path: str | os.PathLike,
+    device_type: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> PyTorchClassifier:
     """Load a classifier saved by :func:`save_classifier`, or the one a training run directory
     trained.
 
     :param path: a checkpoint file, or a run directory of ``er-art train`` (its ``checkpoint.pt``).
     :param device_type: ``auto``, ``cpu`` or ``cuda``; default: the device it was built for, or
         the CPU (with a logged warning) when that was CUDA and this machine has none.
-    :return: an :class:`ERClassifier`, or a ``PyTorchClassifier`` for baseline architectures.
+    :param options: architecture options that replace the saved ones, for settings that do not
+        change the weights: e.g. ``{"gradient": "naive"}`` or ``{"projection_steps": 200,
+        "restarts": 10}`` for Defense-GAN, ``{"ensemble": 50}`` for RSE. An option the
+        architecture does not take is refused in one sentence; one that changes the shape of a
+        weight fails to load (:class:`CheckpointError`). The loaded classifier's config records
+        the values in use.
+    :return: an :class:`ERClassifier`, or the architecture's ``PyTorchClassifier`` (sub)class for
+        other families (baselines, RSE, VAE-CLA, ...).
     """
     payload = read_checkpoint(path)
     try:
-        return classifier_from_state(payload["classifier"], device_type)
+        return classifier_from_state(payload["classifier"], device_type, options)
     except (KeyError, RuntimeError, TypeError) as err:
         raise CheckpointError(f"{path} holds an inconsistent er-art checkpoint: {err}") from err

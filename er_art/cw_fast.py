@@ -59,8 +59,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -69,6 +67,8 @@ from art.attacks.attack import EvasionAttack
 from art.estimators.classification.classifier import ClassifierMixin
 from art.estimators.estimator import BaseEstimator
 from art.estimators.pytorch import PyTorchEstimator
+
+from er_art import model_access
 
 logger = logging.getLogger(__name__)
 
@@ -87,18 +87,6 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
         value, (bool, np.bool_)
     )
-
-
-@contextmanager
-def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
-    """Every submodule in eval mode inside the block; each one's own mode restored after."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
 
 
 class _TanhBox:
@@ -198,32 +186,9 @@ class CarliniL2Fast(EvasionAttack):
             raise ValueError(f"verbose must be True or False, got {self.verbose!r}.")
 
     # ------------------------------------------------------------------ model access
-    def _eot_samples(self) -> int:
-        m = getattr(self.estimator, "eot_samples", 1)
-        return int(m) if _is_int(m) and m > 1 else 1
-
-    def _preprocess(self, x: torch.Tensor, differentiable: bool) -> tuple[torch.Tensor, Any]:
-        """``(model input, x as NumPy or None)``. Framework preprocessing keeps the graph; NumPy
-        preprocessing runs without gradient (its backward is ``_apply_preprocessing_gradient``)."""
-        est = self.estimator
-        if est.all_framework_preprocessing:
-            x_pre, _ = est._apply_preprocessing(x, y=None, fit=False, no_grad=not differentiable)
-            return x_pre.to(torch.float32), None
-        x_np = x.detach().cpu().numpy()
-        x_pre, _ = est._apply_preprocessing(x_np, y=None, fit=False, no_grad=True)
-        x_pre_t = torch.as_tensor(np.asarray(x_pre, dtype=np.float32), device=x.device)
-        return x_pre_t, x_np
-
-    @torch.no_grad()
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of ``x`` (B, K), averaged over ``eot_samples`` passes."""
-        model, m = self.estimator.model, self._eot_samples()
-        total = None
-        for _ in range(m):
-            x_in, _ = self._preprocess(x, differentiable=False)
-            out = model(x_in).float()
-            total = out if total is None else total + out
-        return total / m  # type: ignore[operator]
+        return model_access.logits(self.estimator, x)
 
     def _margin(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """C&W's margin before the hinge (B,): below 0 exactly when the attack succeeds.
@@ -243,29 +208,12 @@ class CarliniL2Fast(EvasionAttack):
         """The margin (B,) at ``x`` and the input gradient of ``sum_b const_b f_b(x_b)`` (x's
         shape), with ``f = max(margin, 0)``; logits averaged over ``eot_samples`` passes. Gradients
         are taken with respect to the input only (the weights' ``.grad`` stay untouched)."""
-        model, m = self.estimator.model, self._eot_samples()
-        framework = self.estimator.all_framework_preprocessing
-        with torch.enable_grad():
-            x_var = x.detach().clone().requires_grad_(True)
-            outs, wrt, x_nps = [], [], []
-            for _ in range(m):
-                x_in, x_np = self._preprocess(x_var, differentiable=framework)
-                if not framework:
-                    x_in = x_in.requires_grad_(True)
-                    wrt.append(x_in)
-                    x_nps.append(x_np)
-                outs.append(model(x_in).float())
-            logits = outs[0] if m == 1 else torch.stack(outs).mean(0)  # (B, K)
+
+        def hinge(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             margin = self._margin(logits, label)  # (B,)
-            objective = (const * margin.clamp_min(0.0)).sum()
-            if framework:
-                (grad,) = torch.autograd.grad(objective, x_var)
-            else:  # BPDA through the NumPy preprocessing, pass by pass
-                grad = torch.zeros_like(x)
-                for g, x_np in zip(torch.autograd.grad(objective, wrt), x_nps, strict=True):
-                    g_np = self.estimator._apply_preprocessing_gradient(x_np, g.cpu().numpy())
-                    grad += torch.as_tensor(np.asarray(g_np, dtype=np.float32), device=x.device)
-        return margin.detach(), grad.detach().reshape(x.shape)
+            return margin, (const * margin.clamp_min(0.0)).sum()
+
+        return model_access.grad_of_mean_logits(self.estimator, x, hinge)
 
     # ------------------------------------------------------------------ the attack
     def _attack_batch(
@@ -380,17 +328,10 @@ class CarliniL2Fast(EvasionAttack):
                 f"{int(labels.max())}."
             )
         device = est.device
-        box = None
-        if est.clip_values is not None:
-            lo = np.broadcast_to(np.asarray(est.clip_values[0], np.float32), x32.shape[1:])
-            hi = np.broadcast_to(np.asarray(est.clip_values[1], np.float32), x32.shape[1:])
-            box = (
-                torch.as_tensor(lo.copy(), device=device),
-                torch.as_tensor(hi.copy(), device=device),
-            )
+        box = model_access.input_box(est, x32.shape[1:])
         out = x32.copy()
         start = time.perf_counter()
-        with _eval_mode(est.model), torch.no_grad():
+        with model_access.eval_mode(est.model), torch.no_grad():
             for b in range(0, len(x32), self.batch_size):
                 xb = torch.as_tensor(x32[b : b + self.batch_size], device=device)
                 yb = torch.as_tensor(labels[b : b + self.batch_size], device=device).long()

@@ -34,6 +34,11 @@ groups (:meth:`DefenseGANModel.param_groups`): :func:`defense_gan_step` = :func:
     >>> clf = PyTorchClassifier(model, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 8, 8),
     ...                         nb_classes=10, clip_values=(0.0, 1.0))
     >>> clf.predict(x_test)                                  # C(G(z*)), BPDA gradients
+
+In er-art it is trained by ``er-art train --trainer defense-gan`` (architectures
+``defense-gan-digits``, ``defense-gan-mnist``, ``defense-gan-cifar10``) and loaded as an
+:class:`~er_art.defense_gan_classifier.DefenseGANClassifier`, whose gradient mode and projection
+settings can be changed after training (``load_classifier(run, options={"gradient": "naive"})``).
 """
 
 from __future__ import annotations
@@ -327,6 +332,13 @@ class DefenseGANModel(nn.Module):
         ``--same_init``); ``"random"``: fresh N(0, I) starts from torch's global RNG at every
         forward (the authors' online default, a randomised model: attack it with EOT).
     :param start_seed: seed of the ``"fixed"`` starts.
+
+    Training settings, read by the ``defense-gan`` trainer and :meth:`param_groups` (kept on the
+    model so that a run's config records them with the projection's):
+
+    :param n_critic: critic steps per generator step (WGAN-GP: 5).
+    :param lambda_gp: weight of the gradient penalty (WGAN-GP: 10).
+    :param classifier_lr: Adam lr of the classifier C (the authors': 1e-3).
     """
 
     def __init__(
@@ -342,6 +354,9 @@ class DefenseGANModel(nn.Module):
         gradient: str = "bpda",
         z_init: str = "fixed",
         start_seed: int = 0,
+        n_critic: int = N_CRITIC,
+        lambda_gp: float = LAMBDA_GP,
+        classifier_lr: float = CLASSIFIER_LR,
     ) -> None:
         super().__init__()
         self.generator = generator
@@ -361,6 +376,9 @@ class DefenseGANModel(nn.Module):
         self.gradient = gradient
         self.z_init = z_init
         self.start_seed = start_seed
+        self.n_critic = n_critic
+        self.lambda_gp = lambda_gp
+        self.classifier_lr = classifier_lr
 
     def count_critic_step(self) -> int:
         """Count one critic step; the number of critic steps so far."""
@@ -435,8 +453,37 @@ class DefenseGANModel(nn.Module):
             raise ValueError(f"start_seed must be an integer, got {value!r}.")
         self._start_seed = int(value)
 
+    @property
+    def n_critic(self) -> int:
+        return self._n_critic
+
+    @n_critic.setter
+    def n_critic(self, value: int) -> None:
+        self._n_critic = _positive_int("n_critic", value)
+
+    @property
+    def lambda_gp(self) -> float:
+        return self._lambda_gp
+
+    @lambda_gp.setter
+    def lambda_gp(self, value: float) -> None:
+        if not (_is_number(value) and 0 <= value < math.inf):
+            raise ValueError(f"lambda_gp must be a finite number >= 0, got {value!r}.")
+        self._lambda_gp = float(value)
+
+    @property
+    def classifier_lr(self) -> float:
+        return self._classifier_lr
+
+    @classifier_lr.setter
+    def classifier_lr(self, value: float) -> None:
+        if not (_is_number(value) and 0 < value < math.inf):
+            raise ValueError(f"classifier_lr must be a positive number, got {value!r}.")
+        self._classifier_lr = float(value)
+
     def settings(self) -> dict[str, Any]:
-        """The projection settings (not in the state dict: save them with the run's config)."""
+        """The projection and training settings (not in the state dict: save them with the
+        run's config)."""
         return {
             "projection_steps": self.projection_steps,
             "restarts": self.restarts,
@@ -445,21 +492,27 @@ class DefenseGANModel(nn.Module):
             "gradient": self.gradient,
             "z_init": self.z_init,
             "start_seed": self.start_seed,
+            "n_critic": self.n_critic,
+            "lambda_gp": self.lambda_gp,
+            "classifier_lr": self.classifier_lr,
         }
 
     def param_groups(
         self,
         lr: float = GAN_LR,
-        classifier_lr: float = CLASSIFIER_LR,
+        classifier_lr: float | None = None,
         betas: tuple[float, float] = GAN_BETAS,
         classifier_betas: tuple[float, float] = (0.9, 0.999),
     ) -> list[dict[str, Any]]:
         """Parameter groups for ONE ``torch.optim.Adam`` over the three nets (one state dict to
         checkpoint): generator and critic at ``lr`` / ``betas`` (the authors' WGAN-GP: 1e-4,
-        (0.5, 0.9)), the classifier at ``classifier_lr`` / ``classifier_betas`` (Adam's default,
-        as the authors' classifier training). Each group carries a ``name``. The same as one Adam
-        per net: Adam's state, its step count included, is per parameter, and each sub-step only
-        gives its own net a gradient."""
+        (0.5, 0.9)), the classifier at ``classifier_lr`` (default: the model's
+        ``classifier_lr``) / ``classifier_betas`` (Adam's default, as the authors' classifier
+        training). Each group carries a ``name``. The same as one Adam per net: Adam's state, its
+        step count included, is per parameter, and each sub-step only gives its own net a
+        gradient."""
+        if classifier_lr is None:
+            classifier_lr = self.classifier_lr
         return [
             {"name": "generator", "params": list(self.generator.parameters()), "lr": lr,
              "betas": betas},

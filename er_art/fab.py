@@ -37,8 +37,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -47,6 +45,8 @@ from art.attacks.attack import EvasionAttack
 from art.estimators.classification.classifier import ClassifierMixin
 from art.estimators.estimator import BaseEstimator
 from art.estimators.pytorch import PyTorchEstimator
+
+from er_art import model_access
 
 logger = logging.getLogger(__name__)
 
@@ -140,18 +140,6 @@ def project_to_hyperplane(
     step = torch.minimum(lam[:, None] * k, room)
     step = torch.where(a > 0, step, torch.zeros_like(step))  # 0 * inf would be nan
     return torch.sign(v) * step
-
-
-@contextmanager
-def _eval_mode(module: torch.nn.Module) -> Iterator[None]:
-    """Every submodule in eval mode inside the block; each one's own mode restored after."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
 
 
 class FABAttack(EvasionAttack):
@@ -248,32 +236,9 @@ class FABAttack(EvasionAttack):
         return _NORMS[_norm_key(self.norm)]  # type: ignore[index]
 
     # ------------------------------------------------------------------ model access
-    def _eot_samples(self) -> int:
-        m = getattr(self.estimator, "eot_samples", 1)
-        return int(m) if _is_int(m) and m > 1 else 1
-
-    def _preprocess(self, x: torch.Tensor, differentiable: bool) -> tuple[torch.Tensor, Any]:
-        """``(model input, x as NumPy or None)``. Framework preprocessing keeps the graph; NumPy
-        preprocessing runs without gradient (its backward is ``_apply_preprocessing_gradient``)."""
-        est = self.estimator
-        if est.all_framework_preprocessing:
-            x_pre, _ = est._apply_preprocessing(x, y=None, fit=False, no_grad=not differentiable)
-            return x_pre.to(torch.float32), None
-        x_np = x.detach().cpu().numpy()
-        x_pre, _ = est._apply_preprocessing(x_np, y=None, fit=False, no_grad=True)
-        x_pre_t = torch.as_tensor(np.asarray(x_pre, dtype=np.float32), device=x.device)
-        return x_pre_t, x_np
-
-    @torch.no_grad()
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of ``x`` (B, K), averaged over ``eot_samples`` passes."""
-        model, m = self.estimator.model, self._eot_samples()
-        total = None
-        for _ in range(m):
-            x_in, _ = self._preprocess(x, differentiable=False)
-            out = model(x_in).float()
-            total = out if total is None else total + out
-        return total / m  # type: ignore[operator]
+        return model_access.logits(self.estimator, x)
 
     def _logits_and_grads(
         self, x: torch.Tensor, selectors: list[torch.Tensor]
@@ -281,33 +246,10 @@ class FABAttack(EvasionAttack):
         """Logits (B, K) and, for each selector ``S`` (B, K), the input gradient of
         ``sum_k S[b, k] f_k(x_b)``: (B, len(selectors), D). Averaged over ``eot_samples``;
         gradients w.r.t. the input only (weights' ``.grad`` untouched)."""
-        model, m = self.estimator.model, self._eot_samples()
-        logits_sum = None
-        grads_sum = None
-        with torch.enable_grad():
-            for _ in range(m):
-                x_var = x.detach().clone().requires_grad_(True)
-                if self.estimator.all_framework_preprocessing:
-                    x_in, x_np = self._preprocess(x_var, differentiable=True)
-                    wrt = x_var
-                else:
-                    x_in, x_np = self._preprocess(x_var, differentiable=False)
-                    x_in = x_in.requires_grad_(True)
-                    wrt = x_in
-                out = model(x_in).float()  # (B, K)
-                grads = []
-                for i, sel in enumerate(selectors):
-                    (g,) = torch.autograd.grad(
-                        (out * sel).sum(), wrt, retain_graph=i < len(selectors) - 1
-                    )
-                    if x_np is not None:  # BPDA through the NumPy preprocessing
-                        g_np = self.estimator._apply_preprocessing_gradient(x_np, g.cpu().numpy())
-                        g = torch.as_tensor(np.asarray(g_np, dtype=np.float32), device=x.device)
-                    grads.append(g.reshape(len(x), -1))
-                stacked = torch.stack(grads, dim=1)  # (B, S, D)
-                logits_sum = out.detach() if logits_sum is None else logits_sum + out.detach()
-                grads_sum = stacked if grads_sum is None else grads_sum + stacked
-        return logits_sum / m, grads_sum / m  # type: ignore[operator]
+        logits, grads = model_access.mean_over_passes(
+            self.estimator, x, lambda out: (out, [(out * sel).sum() for sel in selectors])
+        )
+        return logits, torch.stack([g.reshape(len(x), -1) for g in grads], dim=1)  # (B, S, D)
 
     def _boundary(
         self, x1: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
@@ -454,17 +396,10 @@ class FABAttack(EvasionAttack):
         if len(y_int) != len(x32):
             raise ValueError(f"x has {len(x32)} examples but y has {len(y_int)} labels.")
         device = est.device
-        box = None
-        if est.clip_values is not None:
-            lo = np.broadcast_to(np.asarray(est.clip_values[0], np.float32), x32.shape[1:])
-            hi = np.broadcast_to(np.asarray(est.clip_values[1], np.float32), x32.shape[1:])
-            box = (
-                torch.as_tensor(lo.copy(), device=device),
-                torch.as_tensor(hi.copy(), device=device),
-            )
+        box = model_access.input_box(est, x32.shape[1:])
         out = np.empty_like(x32)
         start = time.perf_counter()
-        with _eval_mode(est.model), torch.no_grad():
+        with model_access.eval_mode(est.model), torch.no_grad():
             for b in range(0, len(x32), self.batch_size):
                 xb = torch.as_tensor(x32[b : b + self.batch_size], device=device)
                 yb = torch.as_tensor(y_int[b : b + self.batch_size], device=device).long()

@@ -5,6 +5,14 @@ loop of ``er-art train`` (:mod:`er_art.training`) owns batching, checkpoints and
 calls the trainer's per-batch step; ``spec.make_art_trainer`` gives the same training as an ART
 ``Trainer`` for library use.
 
+A trainer trains one model family (``kind``, matched against ``Architecture.kind``: ``"er"``,
+``"baseline"``, ``"rse"``, ``"vae"``, ``"defense-gan"`` or a third party's own); any other
+architecture is refused in one sentence that lists the family's architectures. Which architecture
+it trains when none is given is data: its ``default_archs`` table (by dataset name, number of input
+channels, or ``"*"``), else its family's in :data:`DEFAULT_ARCHS`. A non-ER model with several
+nets trains with ONE optimizer (``classifier.optimizer``) over its ``model.param_groups(lr)``
+(:func:`er_art.build.optimizer_params`), so the run loop checkpoints and resumes it like any other.
+
     >>> from er_art.trainers import get_trainer, AttackSettings
     >>> spec = get_trainer("er-pgd")
     >>> step = spec.make_step(classifier, AttackSettings(eps=0.1, eps_step=0.025, max_iter=10))
@@ -18,7 +26,7 @@ A third party adds one with, in its ``pyproject.toml``::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +36,18 @@ import torch.nn.functional as F
 from art.estimators.classification import PyTorchClassifier
 
 from er_art.algorithm import StepResult, autocast
+from er_art.architectures import architectures_of_kind
 from er_art.classifier import ERClassifier
-from er_art.registry import get_plugin
+from er_art.datasets import DatasetSpec
+from er_art.registry import get_plugin, names
 
-KINDS = ("er", "baseline")
+# The architecture a trainer picks when none is given, per family: keys are a dataset's name, the
+# number of its input channels (int), or "*" (any other dataset); "{arch}" in a value stands for
+# the dataset's own default architecture. A trainer's ``default_archs`` overrides its family's.
+DEFAULT_ARCHS: dict[str, dict[str | int, str]] = {
+    "er": {"*": "{arch}"},
+    "baseline": {1: "cnn", 3: "vgg19"},  # the paper's baselines by number of input channels
+}
 
 # A per-batch training step: raw inputs (B, *input_shape) in the data range and integer labels (B,),
 # both on the classifier's device -> the step's losses. Nets are left in train mode.
@@ -55,7 +71,10 @@ class TrainerSpec:
     """A trainer plugin."""
 
     name: str  # the short name, e.g. "er-pgd"
-    kind: str  # "er": trains ER architectures; "baseline": plain classifiers (cnn, vgg19, ...)
+    # the model family it trains, matched against Architecture.kind: "er" (ER architectures),
+    # "baseline" (plain classifiers: cnn, vgg19, ...), "rse", "vae", "defense-gan", or a third
+    # party's own
+    kind: str
     description: str
     # make_step(classifier, attack, amp=False) -> BatchStep; attack: None when not adversarial,
     # amp asks baselines for bfloat16 autocast (ER-Classifiers carry their own amp setting).
@@ -64,24 +83,73 @@ class TrainerSpec:
     make_art_trainer: Callable[..., Any] | None = (
         None  # (classifier, attack, **fit defaults) -> ART Trainer
     )
+    # the architecture picked when none is given (see DEFAULT_ARCHS); None: the family's
+    default_archs: Mapping[str | int, str] | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(
-                f"TrainerSpec kind must be one of {', '.join(KINDS)}, got {self.kind!r}."
-            )
+        if not isinstance(self.kind, str) or not self.kind:
+            raise ValueError(f"TrainerSpec kind must be a non-empty string, got {self.kind!r}.")
+
+    def default_arch(self, dataset: DatasetSpec) -> str:
+        """The architecture this trainer trains on ``dataset`` when none is given."""
+        table = self.default_archs
+        if table is None:
+            table = DEFAULT_ARCHS.get(self.kind, {})
+        channels = dataset.input_shape[0] if dataset.input_shape else None
+        for key in (dataset.name, channels, "*"):
+            if key in table:
+                name = table[key].replace("{arch}", dataset.default_arch)
+                if name in names("architectures"):
+                    return name
+                break
+        accepted = ", ".join(architectures_of_kind(self.kind)) or "none is registered"
+        raise ValueError(
+            f"Trainer {self.name!r} has no default architecture for dataset {dataset.name!r}; "
+            f"pass --arch ({self.kind} architectures: {accepted})."
+        )
+
+    def wrong_architecture(self, arch: str, kind: str | None) -> str:
+        """The one-sentence refusal of architecture ``arch`` (of family ``kind``)."""
+        accepted = ", ".join(architectures_of_kind(self.kind)) or "none is registered"
+        what = f"{family(kind)} architecture" if kind else "not from a registered architecture"
+        return (
+            f"Trainer {self.name!r} needs {family(self.kind)} architecture ({accepted}); "
+            f"{arch!r} is {what}."
+        )
 
     def check_classifier(self, classifier: PyTorchClassifier) -> None:
-        """Raise ``ValueError`` when ``classifier`` is not of this trainer's kind."""
-        is_er = isinstance(classifier, ERClassifier)
-        if self.kind == "er" and not is_er:
-            raise ValueError(
-                f"Trainer {self.name!r} trains ER-Classifiers; pick an ER architecture."
-            )
-        if self.kind == "baseline" and is_er:
-            raise ValueError(
-                f"Trainer {self.name!r} trains baseline classifiers; pick a baseline architecture."
-            )
+        """Raise ``ValueError`` when ``classifier`` is not of this trainer's family (a
+        ``PyTorchClassifier`` not built by er-art counts as a baseline)."""
+        kind = classifier_kind(classifier)
+        if kind == self.kind or (kind is None and self.kind == "baseline"):
+            return
+        arch = getattr(classifier, "arch", None) or getattr(classifier, "er_art_config", {}).get(
+            "arch", type(classifier).__name__
+        )
+        raise ValueError(self.wrong_architecture(arch, kind))
+
+
+_FAMILY = {
+    "er": "an ER",
+    "baseline": "a baseline",
+    "rse": "an RSE",
+    "vae": "a VAE-CLA",
+    "defense-gan": "a Defense-GAN",
+}
+
+
+def family(kind: str) -> str:
+    """A model family as written in messages, with its article ("an ER", "a baseline")."""
+    return _FAMILY.get(kind, f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind!r}")
+
+
+def classifier_kind(classifier: PyTorchClassifier) -> str | None:
+    """The model family of an er-art classifier (``"er"``, ``"baseline"``, ``"rse"``, ...), or
+    ``None`` for a classifier er-art did not build."""
+    if isinstance(classifier, ERClassifier):
+        return "er"
+    config = getattr(classifier, "er_art_config", None)
+    return None if not isinstance(config, dict) else config.get("kind")
 
 
 def get_trainer(name: str) -> TrainerSpec:
@@ -140,3 +208,62 @@ def cross_entropy_step(
     zero = torch.zeros((), device=x_t.device)
     correct = (logits.detach().argmax(1) == y_t).sum()
     return StepResult(ce=loss.detach(), disc=zero, reg=zero, correct=correct)
+
+
+def fit_with_step(
+    classifier: PyTorchClassifier,
+    train_step: Callable[[torch.Tensor, torch.Tensor], Any],
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int = 128,
+    nb_epochs: int = 10,
+    drop_last: bool = False,
+    on_epoch: Callable[[int, Any], None] | None = None,
+) -> None:
+    """ART's ``fit(x, y, batch_size, nb_epochs)`` over a model's own per-batch step (a
+    classifier whose training is not ART's cross-entropy: VAE-CLA, Defense-GAN).
+
+    Labels may be one-hot or integers; each epoch takes a fresh permutation from torch's global
+    RNG; batches of one example are skipped (BatchNorm cannot train on them);
+    ``train_step(x_b, y_b)`` gets raw CPU tensors (float32, int64) and returns the step's result,
+    handed with the epoch number to ``on_epoch`` after the epoch's last batch. The model is left
+    in eval mode.
+    """
+    from art.utils import check_and_transform_label_format
+
+    y_arr = np.asarray(check_and_transform_label_format(y, nb_classes=classifier.nb_classes))
+    if y_arr.ndim == 2:
+        y_arr = y_arr.argmax(axis=1)
+    x_t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    y_t = torch.from_numpy(y_arr.astype(np.int64))
+    n = len(x_t)
+    n_batches = n // batch_size if drop_last else int(np.ceil(n / batch_size))
+    for epoch in range(nb_epochs):
+        perm = torch.randperm(n)
+        result = None
+        for b in range(n_batches):
+            idx = perm[b * batch_size : (b + 1) * batch_size]
+            if len(idx) >= 2:
+                result = train_step(x_t[idx], y_t[idx])
+        if on_epoch is not None:
+            on_epoch(epoch, result)
+    classifier.model.eval()
+
+
+def fit_generator_with_step(
+    classifier: PyTorchClassifier,
+    train_step: Callable[[torch.Tensor, torch.Tensor], Any],
+    generator: Any,
+    nb_epochs: int = 20,
+) -> None:
+    """ART's ``fit_generator`` over a model's own per-batch step (see :func:`fit_with_step`)."""
+    from er_art.classifier import generator_batches
+
+    for _ in range(nb_epochs):
+        for x_b, y_b in generator_batches(generator):
+            y_arr = np.asarray(y_b)
+            if y_arr.ndim == 2:
+                y_arr = y_arr.argmax(axis=1)
+            x_t = x_b if isinstance(x_b, torch.Tensor) else torch.from_numpy(np.asarray(x_b))
+            train_step(x_t.float(), torch.from_numpy(y_arr.astype(np.int64)))
+    classifier.model.eval()

@@ -60,7 +60,6 @@ from er_art.trainers import AttackSettings, TrainerSpec, get_trainer
 
 logger = logging.getLogger(__name__)
 
-BASELINE_ARCHS = {1: "cnn", 3: "vgg19"}  # the paper's baselines by number of input channels
 SYNC_SECONDS = 0.5  # on CUDA, losses are read back (and checked for NaN) at most this often
 
 
@@ -85,7 +84,9 @@ class TrainingConfig:
 
     dataset: str = "digits"  # dataset plugin
     data_dir: str | None = None  # where its files are (None: the plugin's default)
-    arch: str | None = None  # architecture (None: the dataset's; cnn / vgg19 for baseline trainers)
+    arch: str | None = None  # architecture (None: the trainer's default for the dataset)
+    # builder options of the architecture, e.g. {"sigma_init": 0.4} (None / missing: its defaults)
+    arch_options: dict[str, Any] | None = None
     prior: str = "gaussian"  # prior plugin of the embedding (ER trainers)
     embedding_dim: int | str | None = (
         None  # k: an int, "auto" (Levina-Bickel estimate) or None (arch's)
@@ -99,7 +100,7 @@ class TrainingConfig:
         False  # attack the model's clean predictions (authors' code) instead of labels
     )
     adv_ratio: float = 0.5  # ER min-max: weight of CE(adv)
-    epochs: int | None = None  # None: the dataset's
+    epochs: int | None = None  # None: the architecture's (defaults["epochs"]), else the dataset's
     batch_size: int | None = None  # None: the dataset's
     lr: float | None = None  # base learning rate (None: the architecture's)
     seed: int = 0  # seeds weights, data order, priors and attacks
@@ -180,34 +181,22 @@ def resolve_config(config: TrainingConfig) -> TrainingConfig:
     trainer = get_trainer(cfg.trainer)
     spec = dataset_spec(cfg)
     resolve_device_type(cfg.device)
-    channels = spec.input_shape[0]
     if cfg.arch is None:
-        if trainer.kind == "baseline":
-            if channels not in BASELINE_ARCHS:
-                raise ValueError(
-                    f"No baseline architecture for {channels}-channel data; pass --arch."
-                )
-            cfg.arch = BASELINE_ARCHS[channels]
-        else:
-            cfg.arch = spec.default_arch
+        cfg.arch = trainer.default_arch(spec)
     arch = get_architecture(cfg.arch)
     if arch.kind != trainer.kind:
-        wanted = (
-            "a baseline architecture (cnn, vgg19, ...)"
-            if trainer.kind == "baseline"
-            else "an ER architecture"
-        )
-        raise ValueError(
-            f"Trainer {trainer.name!r} needs {wanted}; {cfg.arch!r} is a {arch.kind} architecture."
-        )
-    if arch.kind == "er" and tuple(arch.input_shape) != tuple(spec.input_shape):
+        raise ValueError(trainer.wrong_architecture(cfg.arch, arch.kind))
+    if not arch.takes_input_shape and tuple(arch.input_shape) != tuple(spec.input_shape):
         raise ValueError(
             f"Architecture {cfg.arch!r} takes inputs of shape {tuple(arch.input_shape)}, "
             "but dataset "
             f"{spec.name!r} has shape {tuple(spec.input_shape)}."
         )
-    if trainer.kind == "er":
-        get_plugin("priors", cfg.prior)
+    if cfg.arch_options is not None and not isinstance(cfg.arch_options, dict):
+        raise ValueError(f"arch options must be a dict, got {cfg.arch_options!r}.")
+    arch.check_options(dict(cfg.arch_options or {}))
+    cfg.arch_options = arch.resolved_options(dict(cfg.arch_options or {}))  # recorded in run.json
+    if arch.embedding_dim is not None:  # ER and VAE-CLA architectures
         if cfg.embedding_dim_requested is None:
             cfg.embedding_dim_requested = cfg.embedding_dim
         if cfg.embedding_dim == "auto":
@@ -215,14 +204,17 @@ def resolve_config(config: TrainingConfig) -> TrainingConfig:
         elif cfg.embedding_dim is None:
             cfg.embedding_dim = arch.embedding_dim
         cfg.embedding_dim = _positive_int("embedding dim", cfg.embedding_dim)
+    elif cfg.embedding_dim is not None:
+        raise ValueError(
+            f"Trainer {trainer.name!r} trains {cfg.arch!r}, a model without an embedding; "
+            "drop --embedding-dim."
+        )
+    if trainer.kind == "er":
+        get_plugin("priors", cfg.prior)
     else:
-        if cfg.embedding_dim is not None:
-            raise ValueError(
-                f"Trainer {trainer.name!r} trains a baseline without an embedding; "
-                "drop --embedding-dim."
-            )
         cfg.prior = "none"
-    cfg.epochs = spec.epochs if cfg.epochs is None else cfg.epochs
+    if cfg.epochs is None:  # a slow-converging model (e.g. RSE's noise) may ask for more
+        cfg.epochs = arch.defaults.get("epochs", spec.epochs)
     _positive_int("epochs", cfg.epochs, minimum=0)
     cfg.batch_size = _positive_int(
         "batch size", spec.batch_size if cfg.batch_size is None else cfg.batch_size
@@ -294,10 +286,13 @@ def build_for(cfg: TrainingConfig, spec: DatasetSpec) -> PyTorchClassifier:
         seed=cfg.seed,
     )
     if arch.kind == "er":
-        return build_classifier(
-            cfg.arch, embedding_dim=cfg.embedding_dim, prior=cfg.prior, **common
-        )  # type: ignore[arg-type]
-    return build_classifier(cfg.arch, **common)  # type: ignore[arg-type]
+        common["prior"] = cfg.prior
+    return build_classifier(
+        cfg.arch,  # type: ignore[arg-type]
+        embedding_dim=cfg.embedding_dim,  # type: ignore[arg-type]
+        arch_options=cfg.arch_options,
+        **common,
+    )
 
 
 # ---------------------------------------------------------------------- run metadata
@@ -625,22 +620,34 @@ class _Run:
         )
 
     def evaluate(self) -> float:
-        """Test accuracy: on the device when the test set lives there, else through ``predict``."""
+        """Test accuracy: on the device when the test set lives there, else through ``predict``.
+
+        The logits are the classifier's ``epoch_logits`` when it has them (Defense-GAN: its
+        classifier without the projection, too slow for every epoch), else its
+        ``predict_tensor`` (a prediction that is not the model's forward: RSE's ensemble), else
+        the model's forward."""
         batch_size = max(self.cfg.batch_size, 256)  # type: ignore[type-var]
-        if self.test_tensors is None:
+        monitor = getattr(self.clf, "epoch_logits", None)
+        if self.test_tensors is None and monitor is None:
             pred = self.clf.predict(self.x_test, batch_size=batch_size)
             return float((pred.argmax(1) == self.y_test).mean())
-        x_all, y_all = self.test_tensors
+        if self.test_tensors is None:
+            x_all = torch.from_numpy(np.ascontiguousarray(self.x_test, dtype=np.float32))
+            y_all = torch.from_numpy(np.asarray(self.y_test, dtype=np.int64))
+        else:
+            x_all, y_all = self.test_tensors
         model = self.clf.model
         model.eval()
+        predict = monitor or getattr(self.clf, "predict_tensor", model)
         correct = torch.zeros((), dtype=torch.int64, device=y_all.device)
         with torch.no_grad():
             for start in range(0, len(y_all), batch_size):
                 x_b, _ = self.clf._apply_preprocessing(
-                    x_all[start : start + batch_size], None, fit=False
+                    x_all[start : start + batch_size].to(self.clf.device), None, fit=False
                 )
-                logits = model(x_b)  # (B, nb_classes)
-                correct += (logits.argmax(1) == y_all[start : start + batch_size]).sum()
+                logits = predict(x_b)  # (B, nb_classes)
+                y_b = y_all[start : start + batch_size].to(logits.device)
+                correct += (logits.argmax(1) == y_b).sum().to(correct.device)
         return int(correct) / len(y_all)
 
     def _check_losses(self) -> None:
@@ -787,23 +794,25 @@ def train(
         )
     spec = dataset_spec(cfg)
     spec.load("test", cfg.data_dir)  # missing files fail here, before anything is written
-    prepare_run_dir(run_dir)
-    write_json(
-        run_dir / RUN_JSON,
-        {
-            "config": cfg.to_dict(),
-            "versions": package_versions(),
-            "git_revision": git_revision(),
-            "seed": cfg.seed,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "status": "running",
-        },
-    )
-    if latest_root is not None:
-        mark_latest(run_dir, latest_root)
     with torch_settings(cfg.deterministic, cuda=_uses_cuda(cfg.device)):
         seed_everything(cfg.seed)
+        # bad architecture option values (checked by the builder) fail here, before anything is
+        # written; the run directory's files take no random numbers
         classifier = build_for(cfg, spec)
+        prepare_run_dir(run_dir)
+        write_json(
+            run_dir / RUN_JSON,
+            {
+                "config": cfg.to_dict(),
+                "versions": package_versions(),
+                "git_revision": git_revision(),
+                "seed": cfg.seed,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "status": "running",
+            },
+        )
+        if latest_root is not None:
+            mark_latest(run_dir, latest_root)
         run = _Run(cfg, run_dir, classifier, None, callbacks or TrainingCallbacks())
         _drive(run)
     return TrainingResult(run_dir, classifier, run.metrics, cfg)

@@ -189,3 +189,127 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
 def test_save_creates_parent_directories(trained, tmp_path):
     path = save_classifier(trained, tmp_path / "a" / "b" / "m.pt")
     assert path.is_file()
+
+
+# ---------------------------------------------------------------------- other model families
+# A third party's family "twonets": a model of two nets with their own lr and betas (as
+# Defense-GAN's generator / critic / classifier), its own ART classifier class, its own trainer.
+TWO_NETS = """
+import torch
+from art.estimators.classification import PyTorchClassifier
+from torch import nn
+
+from er_art.algorithm import StepResult
+from er_art.architectures import Architecture
+from er_art.trainers import TrainerSpec, cross_entropy_step
+
+
+class TwoNets(nn.Module):
+    def __init__(self, nb_classes=10, width=8, head_lr_ratio=0.1):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, width, 3), nn.ReLU(), nn.Flatten())
+        self.head = nn.Linear(width * 36, nb_classes)
+        self.head_lr_ratio = head_lr_ratio
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+    def param_groups(self, lr):
+        return [
+            {"name": "features", "params": list(self.features.parameters()), "lr": lr,
+             "betas": (0.5, 0.9)},
+            {"name": "head", "params": list(self.head.parameters()),
+             "lr": lr * self.head_lr_ratio},
+        ]
+
+
+class TwoNetsClassifier(PyTorchClassifier):
+    pass
+
+
+def build(nb_classes=10, width=8, head_lr_ratio=0.1):
+    return TwoNets(nb_classes, width, head_lr_ratio)
+
+
+ARCH = Architecture("two_nets", build, (1, 8, 8), 10, kind="twonets",
+                    defaults={"lr": 1e-2}, classifier_class=TwoNetsClassifier)
+
+
+def make_step(classifier, attack=None, amp=False):
+    return lambda x, y: cross_entropy_step(classifier, x, y, amp=amp)
+
+
+TRAINER = TrainerSpec("two-nets", "twonets", "A two-net model.", make_step,
+                      default_archs={"digits": "two_nets"})
+"""
+
+
+@pytest.fixture
+def two_nets(tmp_path, monkeypatch):
+    from importlib import metadata
+
+    from er_art import registry
+
+    (tmp_path / "fake_two_nets.py").write_text(TWO_NETS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    real = registry._entry_points
+    extra = {
+        "er_art.architectures": [
+            metadata.EntryPoint("two_nets", "fake_two_nets:ARCH", "er_art.architectures")
+        ],
+        "er_art.trainers": [
+            metadata.EntryPoint("two-nets", "fake_two_nets:TRAINER", "er_art.trainers")
+        ],
+    }
+    monkeypatch.setattr(registry, "_entry_points", lambda g: real(g) + extra.get(g, []))
+    registry.clear_cache()
+    yield
+    monkeypatch.undo()
+    registry.clear_cache()
+    import sys
+
+    sys.modules.pop("fake_two_nets", None)
+
+
+def test_a_model_with_param_groups_gets_one_optimizer_that_round_trips(two_nets, digits, tmp_path):
+    clf = er_art.build_classifier("two_nets", device_type="cpu", arch_options={"width": 4})
+    assert type(clf).__name__ == "TwoNetsClassifier"
+    groups = clf.optimizer.param_groups
+    assert [(g["name"], g["lr"], g["betas"]) for g in groups] == [
+        ("features", 1e-2, (0.5, 0.9)),
+        ("head", pytest.approx(1e-3), (0.9, 0.999)),
+    ]
+    x, y, x_test, _ = digits
+    clf.fit(x[:128], y[:128], batch_size=64, nb_epochs=1)
+    save_classifier(clf, tmp_path / "m.pt")
+    config = read_checkpoint(tmp_path / "m.pt")["classifier"]["config"]
+    assert config["kind"] == "twonets"
+    assert config["arch_options"] == {"width": 4, "head_lr_ratio": 0.1}  # defaults recorded
+    loaded = load_classifier(tmp_path / "m.pt")
+    assert type(loaded).__name__ == "TwoNetsClassifier"
+    np.testing.assert_array_equal(loaded.predict(x_test[:32]), clf.predict(x_test[:32]))
+    a, b = clf.optimizer.state_dict(), loaded.optimizer.state_dict()
+    assert a["param_groups"] == b["param_groups"] and a["state"].keys() == b["state"].keys()
+    for k in a["state"]:
+        assert all(torch.equal(a["state"][k][n], b["state"][k][n]) for n in a["state"][k])
+
+
+def test_a_third_party_family_trains_and_resumes_exactly(two_nets, tmp_path):
+    from er_art.training import TrainingCallbacks, TrainingConfig, resolve_config, resume, train
+
+    cfg = TrainingConfig(trainer="two-nets", epochs=2, limit=200, batch_size=32, device="cpu")
+    assert resolve_config(cfg).arch == "two_nets"  # the trainer's default for digits
+    with pytest.raises(ValueError, match=r"needs a 'twonets' architecture \(two_nets\)"):
+        resolve_config(TrainingConfig(trainer="two-nets", arch="cnn"))
+    reference = train(cfg, tmp_path / "ref", latest_root=None)
+
+    class Crash(TrainingCallbacks):
+        def on_step(self, epoch, step, running):
+            if epoch == 1 and step == 2:
+                raise SystemExit("killed")
+
+    with pytest.raises(SystemExit):
+        train(cfg, tmp_path / "run", callbacks=Crash(), latest_root=None)
+    resumed = resume(tmp_path / "run", latest_root=None)
+    a, b = reference.classifier.model.state_dict(), resumed.classifier.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

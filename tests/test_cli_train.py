@@ -215,3 +215,113 @@ def test_ctrl_c_saves_and_exits_130(tmp_path):
     assert read_run(tmp_path / "run")["status"] == "interrupted"
     state = read_checkpoint(tmp_path / "run")["training"]
     assert state["global_step"] >= 3 and not state["finished"]
+
+
+# ---------------------------------------------------------------------- RSE and VAE-CLA runs
+BASELINE_RUN = ["--device", "cpu", "--threads", "1", "--limit", "200", "--batch-size", "32"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("trainer", "arch", "cls"),
+    [("rse", "rse-digits", "RSEClassifier"), ("vae-cla", "vae-digits", "VAEClassifier")],
+)
+def test_rse_and_vae_cla_train_load_and_attack(trainer, arch, cls):
+    result = runner.invoke(
+        app, ["train", "--trainer", trainer, *BASELINE_RUN, "--epochs", "1", "--out", "run"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"arch {arch}" in result.stdout and "epoch 1/1" in result.stdout
+    clf = er_art.load_classifier("run")
+    assert type(clf).__name__ == cls
+    config = read_checkpoint("run")["classifier"]["config"]
+    assert config["arch"] == arch and config["kind"] == er_art.get_architecture(arch).kind
+    attack = runner.invoke(
+        app, ["attack", "--method", "fgsm", "-c", "run", "--eps", "0.1", "-n", "40", "--eot", "2"]
+    )
+    assert attack.exit_code == 0, attack.output
+    assert "fgsm" in attack.stdout and "Traceback" not in attack.output
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--trainer", "rse", "--arch", "cnn"], "needs an RSE architecture"),
+        (["--trainer", "vae-cla", "--arch", "digits"], "needs a VAE-CLA architecture"),
+        (["--trainer", "plain", "--arch", "rse-digits"], "'rse-digits' is an RSE architecture"),
+        (["--trainer", "rse", "--arch-option", "sigma=0.3"], "sigma_init"),
+        (["--trainer", "vae-cla", "--arch-option", "beta"], "KEY=VALUE"),
+        (["--trainer", "vae-cla", "--arch-option", "beta=-1"], "beta"),
+        (["--trainer", "rse", "--embedding-dim", "4"], "embedding"),
+    ],
+)
+def test_a_wrong_architecture_or_option_is_one_sentence_exit_2(args, expected):
+    result = runner.invoke(app, ["train", *args, *BASELINE_RUN, "--out", "run"])
+    assert result.exit_code == 2
+    assert expected in one_sentence_error(result)
+    assert not Path("run").exists()
+
+
+@pytest.mark.integration
+def test_arch_options_reach_the_model_and_the_records():
+    result = runner.invoke(
+        app,
+        ["train", "--trainer", "rse", *BASELINE_RUN, "--epochs", "1", "--out", "run"]
+        + ["--arch-option", "sigma_init=0.3", "--arch-option", "ensemble=3"],
+    )
+    assert result.exit_code == 0, result.output
+    options = {"sigma_init": 0.3, "sigma_inner": 0.1, "ensemble": 3}  # rse-digits' sigma_inner
+    assert read_run("run")["config"]["arch_options"] == options
+    assert read_checkpoint("run")["classifier"]["config"]["arch_options"] == options
+    clf = er_art.load_classifier("run")
+    assert (clf.model.sigma_init, clf.ensemble) == (0.3, 3)
+    again = runner.invoke(app, ["train", "--resume", "--out", "run", "--arch-option", "ensemble=5"])
+    assert "--arch-option" in one_sentence_error(again)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.parametrize("trainer", ["rse", "vae-cla"])
+def test_sigkill_then_resume_is_exact_for_rse_and_vae_cla(tmp_path, trainer):
+    """Both draw noise from torch's RNG at every step (RSE's noise layers, VAE-CLA's eps) and in
+    the epoch-end evaluation (RSE's ensemble): the resumed run must still end bit-identical."""
+    args = f"--trainer {trainer} --device cpu --threads 1 --epochs 3 --checkpoint-every 3"
+    args = [*args.split(), "--seed", "7", "--batch-size", "32"]  # 44 steps per epoch
+    ref = subprocess.run(
+        cli(*args, "--out", "ref"), cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert ref.returncode == 0, ref.stderr
+    proc = subprocess.Popen(
+        cli(*args, "--out", "run"),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_checkpoint(tmp_path / "run", proc, min_step=3)
+        time.sleep(random.uniform(0.0, 0.05))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert not read_checkpoint(tmp_path / "run")["training"]["finished"]
+    resumed = subprocess.run(
+        cli("--resume", "--out", "run"), cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at" in resumed.stdout
+    a, b = final_weights(tmp_path / "ref"), final_weights(tmp_path / "run")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ref_opt = read_checkpoint(tmp_path / "ref")["classifier"]["optimizers"]["model"]
+    run_opt = read_checkpoint(tmp_path / "run")["classifier"]["optimizers"]["model"]
+    assert all(
+        torch.equal(ref_opt["state"][k]["exp_avg"], run_opt["state"][k]["exp_avg"])
+        for k in ref_opt["state"]
+    )
+    metrics = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    reference = [
+        json.loads(x) for x in (tmp_path / "ref" / "metrics.jsonl").read_text().splitlines()
+    ]
+    drop = ("time", "elapsed")
+    assert [{k: v for k, v in m.items() if k not in drop} for m in metrics] == [
+        {k: v for k, v in m.items() if k not in drop} for m in reference
+    ]

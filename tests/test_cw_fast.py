@@ -17,47 +17,7 @@ from art.estimators.classification import PyTorchClassifier
 import er_art
 from er_art.attacks import get_attack
 from er_art.cw_fast import CarliniL2Fast
-
-SHAPE = (1, 4, 4)
-
-
-def _linear_classifier(n_classes: int = 5, clip_values=(0.0, 1.0), **kwargs) -> PyTorchClassifier:
-    torch.manual_seed(1)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, n_classes))
-    return PyTorchClassifier(
-        model,
-        loss=torch.nn.CrossEntropyLoss(),
-        input_shape=SHAPE,
-        nb_classes=n_classes,
-        clip_values=clip_values,
-        device_type="cpu",
-        **kwargs,
-    )
-
-
-def _linear_data(n: int = 16) -> np.ndarray:
-    # far from the clip bounds (minimal distances here are < 0.6, spread over 16 features)
-    return np.random.default_rng(2).uniform(0.35, 0.65, size=(n, *SHAPE)).astype(np.float32)
-
-
-def _minimal_distance(clf: PyTorchClassifier, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (the model's predictions) and the closed-form minimal L2 distance of each example."""
-    layer = clf.model[1]
-    w = layer.weight.detach().numpy().astype(np.float64)
-    b = layer.bias.detach().numpy().astype(np.float64)
-    f = x.reshape(len(x), -1).astype(np.float64) @ w.T + b
-    y = f.argmax(1)
-    dist = np.array(
-        [
-            min(
-                (f[i, y[i]] - f[i, k]) / np.linalg.norm(w[y[i]] - w[k])
-                for k in range(len(w))
-                if k != y[i]
-            )
-            for i in range(len(x))
-        ]
-    )
-    return y, dist
+from tests.linear_models import SHAPE, linear_classifier, linear_data, minimal_distance
 
 
 def _l2(x_adv: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -126,9 +86,9 @@ def test_no_weaker_than_art_carlini_at_the_same_settings(tiny_mlp):
 @pytest.mark.parametrize("n_classes", [2, 5])
 @pytest.mark.parametrize("clip_values", [(0.0, 1.0), None])
 def test_finds_the_minimal_distance_of_an_affine_model(n_classes, clip_values):
-    clf = _linear_classifier(n_classes, clip_values)
-    x = _linear_data()
-    y, dist = _minimal_distance(clf, x)
+    clf = linear_classifier(n_classes, clip_values)
+    x = linear_data()
+    y, dist = minimal_distance(clf, x, norm=2)
     x_adv = CarliniL2Fast(clf, max_iter=100, binary_search_steps=10).generate(x, y)
     found = _l2(x_adv, x)
     assert (clf.predict(x_adv).argmax(1) != y).all()
@@ -137,9 +97,9 @@ def test_finds_the_minimal_distance_of_an_affine_model(n_classes, clip_values):
 
 
 def test_confidence_is_the_margin_of_the_adversarial_logit():
-    clf = _linear_classifier()
-    x = _linear_data(8)
-    y, _ = _minimal_distance(clf, x)
+    clf = linear_classifier()
+    x = linear_data(8)
+    y, _ = minimal_distance(clf, x, norm=2)
     plain = CarliniL2Fast(clf, max_iter=50).generate(x, y)
     confident = CarliniL2Fast(clf, max_iter=50, confidence=0.3).generate(x, y)
     logits = clf.predict(confident)
@@ -180,9 +140,9 @@ def test_per_feature_clip_values_bound_the_output():
     lo = np.full(SHAPE, 0.3, dtype=np.float32)
     hi = np.full(SHAPE, 0.7, dtype=np.float32)
     lo[0, 0], hi[0, 0] = 0.49, 0.51  # the first row may hardly move
-    clf = _linear_classifier(clip_values=(lo, hi))
-    x = np.clip(_linear_data(8), lo, hi)
-    y, _ = _minimal_distance(clf, x)
+    clf = linear_classifier(clip_values=(lo, hi))
+    x = np.clip(linear_data(8), lo, hi)
+    y, _ = minimal_distance(clf, x, norm=2)
     x_adv = CarliniL2Fast(clf, max_iter=50, learning_rate=0.05).generate(x, y)
     assert (x_adv >= lo).all() and (x_adv <= hi).all()
     assert (clf.predict(x_adv).argmax(1) != y).sum() >= 6
@@ -215,24 +175,24 @@ def test_numpy_preprocessing_defence_gradients_pass_through_bpda():
     from art.defences.preprocessor import FeatureSqueezing
 
     squeeze = FeatureSqueezing(clip_values=(0.0, 1.0), bit_depth=16)
-    clf = _linear_classifier(preprocessing_defences=squeeze)
+    clf = linear_classifier(preprocessing_defences=squeeze)
     assert not clf.all_framework_preprocessing
 
     def predict(x: np.ndarray) -> np.ndarray:
         squeezed = squeeze(x)[0].astype(np.float32)
         return clf.model(torch.from_numpy(squeezed)).argmax(1).numpy()
 
-    x = _linear_data(8)
+    x = linear_data(8)
     y = predict(x)
     x_adv = CarliniL2Fast(clf, max_iter=50, learning_rate=0.05).generate(x, y)
     assert (predict(x_adv) != y).all()
 
 
 def test_eot_samples_average_over_forward_passes():
-    clf = _linear_classifier()
+    clf = linear_classifier()
     calls = {"n": 0}
     clf.model.register_forward_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
-    x = _linear_data(4)
+    x = linear_data(4)
     y = clf.predict(x).argmax(1)
     counts, outputs = [], []
     for samples in (1, 3):
@@ -252,11 +212,11 @@ class _Noisy(torch.nn.Module):
 
 
 def test_seeded_runs_are_identical():
-    clf = _linear_classifier()
+    clf = linear_classifier()
     clf.model.insert(0, _Noisy())
     clf.eot_samples = 2
-    x = _linear_data(6)
-    y, _ = _minimal_distance(_linear_classifier(), x)
+    x = linear_data(6)
+    y, _ = minimal_distance(linear_classifier(), x, norm=2)
     attack = CarliniL2Fast(clf, max_iter=10, binary_search_steps=3, learning_rate=0.05)
     runs = []
     for seed in (7, 7, 8):
@@ -282,15 +242,15 @@ def test_seeded_runs_are_identical():
     ],
 )
 def test_bad_parameter_is_a_value_error_naming_the_value(param, value):
-    clf = _linear_classifier()
+    clf = linear_classifier()
     with pytest.raises(ValueError, match=param) as err:
         CarliniL2Fast(clf, **{param: value})
     assert repr(value) in str(err.value)
 
 
 def test_bad_labels_are_value_errors():
-    clf = _linear_classifier()
-    x = _linear_data(4)
+    clf = linear_classifier()
+    x = linear_data(4)
     with pytest.raises(ValueError, match="4 examples but y has 3"):
         CarliniL2Fast(clf).generate(x, np.zeros(3, dtype=int))
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\]"):

@@ -278,6 +278,9 @@ def test_pgd_at_the_paper_step_both_gradients_attack(trained, digits):
         ("gradient", "exact"),
         ("z_init", "zeros"),
         ("start_seed", "seven"),
+        ("n_critic", 0),
+        ("lambda_gp", -1.0),
+        ("classifier_lr", 0.0),
     ],
 )
 def test_bad_settings_raise_naming_the_value(name, value):

@@ -11,53 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from art.estimators.classification import PyTorchClassifier
 
 import er_art
 from er_art.attacks import get_attack
 from er_art.fab import FABAttack
-
-N_CLASSES, SHAPE = 5, (1, 4, 4)
-
-
-def _linear_classifier(clip_values=(0.0, 1.0), **kwargs) -> PyTorchClassifier:
-    torch.manual_seed(1)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, N_CLASSES))
-    return PyTorchClassifier(
-        model,
-        loss=torch.nn.CrossEntropyLoss(),
-        input_shape=SHAPE,
-        nb_classes=N_CLASSES,
-        clip_values=clip_values,
-        device_type="cpu",
-        **kwargs,
-    )
-
-
-def _linear_data(n: int = 16) -> np.ndarray:
-    # far from the clip bounds (minimal distances here are < 0.1)
-    return np.random.default_rng(2).uniform(0.35, 0.65, size=(n, *SHAPE)).astype(np.float32)
-
-
-def _minimal_distance(clf: PyTorchClassifier, x: np.ndarray, norm: str = "inf"):
-    """Labels (the model's predictions) and the closed-form minimal distance of each example."""
-    layer = clf.model[1]
-    w = layer.weight.detach().numpy().astype(np.float64)
-    b = layer.bias.detach().numpy().astype(np.float64)
-    f = x.reshape(len(x), -1).astype(np.float64) @ w.T + b
-    y = f.argmax(1)
-    dual = 1 if norm == "inf" else 2
-    dist = np.array(
-        [
-            min(
-                (f[i, y[i]] - f[i, k]) / np.linalg.norm(w[y[i]] - w[k], ord=dual)
-                for k in range(N_CLASSES)
-                if k != y[i]
-            )
-            for i in range(len(x))
-        ]
-    )
-    return y, dist
+from tests.linear_models import N_CLASSES, linear_classifier, linear_data, minimal_distance
 
 
 def _norms(x_adv: np.ndarray, x: np.ndarray, norm: str = "inf") -> np.ndarray:
@@ -78,9 +36,9 @@ def few_digits(trained_digits, digits):
 @pytest.mark.parametrize("norm", ["inf", 2])
 @pytest.mark.parametrize("clip_values", [(0.0, 1.0), None])
 def test_untargeted_fab_finds_the_minimal_distance_of_a_linear_model(norm, clip_values):
-    clf = _linear_classifier(clip_values)
-    x = _linear_data()
-    y, dist = _minimal_distance(clf, x, str(norm))
+    clf = linear_classifier(clip_values=clip_values)
+    x = linear_data()
+    y, dist = minimal_distance(clf, x, str(norm))
     x_adv = FABAttack(clf, norm=norm, eps=1.0, targeted=False).generate(x, y)
     found = _norms(x_adv, x, str(norm))
     assert (clf.predict(x_adv).argmax(1) != y).all()
@@ -89,9 +47,9 @@ def test_untargeted_fab_finds_the_minimal_distance_of_a_linear_model(norm, clip_
 
 
 def test_fab_t_succeeds_just_above_the_minimal_distance_and_not_below():
-    clf = _linear_classifier()
-    x = _linear_data(4)
-    y, dist = _minimal_distance(clf, x)
+    clf = linear_classifier()
+    x = linear_data(4)
+    y, dist = minimal_distance(clf, x)
     for i in range(len(x)):
         xi, yi = x[i : i + 1], y[i : i + 1]
         above = FABAttack(clf, eps=1.05 * dist[i], max_iter=25).generate(xi, yi)
@@ -102,9 +60,9 @@ def test_fab_t_succeeds_just_above_the_minimal_distance_and_not_below():
 
 
 def test_fab_t_targets_the_top_classes_when_fewer_than_nine_exist(monkeypatch):
-    clf = _linear_classifier()  # 5 classes: n_target_classes = 9 means the 4 others
-    x = _linear_data(4)
-    y, _ = _minimal_distance(clf, x)
+    clf = linear_classifier()  # 5 classes: n_target_classes = 9 means the 4 others
+    x = linear_data(4)
+    y, _ = minimal_distance(clf, x)
     logits = clf.predict(x)
     expected = np.argsort(-logits, axis=1)[:, 1:]  # runner-up first; the true class is the top
     seen: list[np.ndarray] = []
@@ -176,14 +134,14 @@ def test_numpy_preprocessing_defence_gradients_pass_through_bpda():
     from art.defences.preprocessor import FeatureSqueezing
 
     squeeze = FeatureSqueezing(clip_values=(0.0, 1.0), bit_depth=16)
-    clf = _linear_classifier(preprocessing_defences=squeeze)
+    clf = linear_classifier(preprocessing_defences=squeeze)
     assert not clf.all_framework_preprocessing
 
     def predict(x: np.ndarray) -> np.ndarray:  # ART's own predict hands float64 to the model
         squeezed = squeeze(x)[0].astype(np.float32)
         return clf.model(torch.from_numpy(squeezed)).argmax(1).numpy()
 
-    x = _linear_data(8)
+    x = linear_data(8)
     y = predict(x)
     x_adv = FABAttack(clf, eps=0.1, max_iter=20).generate(x, y)
     assert _norms(x_adv, x).max() <= 0.1 + 1e-6
@@ -191,10 +149,10 @@ def test_numpy_preprocessing_defence_gradients_pass_through_bpda():
 
 
 def test_eot_samples_average_over_forward_passes():
-    clf = _linear_classifier()
+    clf = linear_classifier()
     calls = {"n": 0}
     clf.model.register_forward_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
-    x = _linear_data(4)
+    x = linear_data(4)
     y = clf.predict(x).argmax(1)
     counts, outputs = [], []
     for samples in (1, 3):
