@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from er_art.cli.common import fail, setup_logging, user_errors
+from er_art.cli.common import fail, parse_key_values, setup_logging, user_errors
 from er_art.cli.evaluating import evaluate_targets, open_store, records_of, run_options
 from er_art.cli.options import (
     Attacks,
@@ -25,6 +25,7 @@ from er_art.cli.options import (
     Defences,
     Device,
     Eot,
+    ModelOption,
     Plot,
     Resume,
     RunDataDir,
@@ -132,6 +133,7 @@ def attack(
     attacks: Attacks = None,
     checks: Checks = True,
     eot: Eot = 1,
+    model_option: ModelOption = None,
     threads: Threads = None,
     verbose: Verbose = False,
 ) -> None:
@@ -174,7 +176,10 @@ def attack(
                     f"--protocol paper fixes the authors' steps, step size and start; drop "
                     f"{given} or use --protocol converged."
                 )
-        targets = load_targets(checkpoint, dataset, data_dir, n_samples, device, defence)
+        model_options = parse_key_values(model_option, "--model-option", "gradient=naive")
+        targets = load_targets(
+            checkpoint, dataset, data_dir, n_samples, device, defence, model_options
+        )
         set_threads(threads, targets)
         params = parse_params(param)
 
@@ -204,6 +209,7 @@ def attack(
             eot=eot,
             batch_size=batch_size,
             defences=defence or [],
+            model_options=model_options or {},
         )
         store = open_store(out, options, resume)
         progress = terminal_progress()

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import typer
 
@@ -44,3 +45,32 @@ def setup_logging(verbose: bool = False) -> None:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+def parse_value(text: str) -> Any:
+    """An option value as typed: an integer, a number, true / false, none, else the string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_key_values(values: list[str] | None, flag: str, example: str) -> dict[str, Any] | None:
+    """``["sigma_init=0.4", "ensemble=50"]`` -> ``{"sigma_init": 0.4, "ensemble": 50}``; ``None``
+    when there are none. A value without ``=`` is one sentence naming ``flag``."""
+    if not values:
+        return None
+    options: dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{flag} must be KEY=VALUE (e.g. {example}), got {item!r}.")
+        options[key.strip()] = parse_value(value)
+    return options

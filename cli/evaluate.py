@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from er_art.cli.common import fail, setup_logging, user_errors
+from er_art.cli.common import fail, parse_key_values, setup_logging, user_errors
 from er_art.cli.evaluating import evaluate_targets, open_store, run_options
 from er_art.cli.options import (
     Attacks,
@@ -29,6 +29,7 @@ from er_art.cli.options import (
     Defences,
     Device,
     Eot,
+    ModelOption,
     Plot,
     Resume,
     RunDataDir,
@@ -106,6 +107,7 @@ def evaluate(
         ),
     ] = None,
     eot: Eot = 1,
+    model_option: ModelOption = None,
     threads: Threads = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit with code 1 when a sanity check fails.")
@@ -120,7 +122,10 @@ def evaluate(
         from er_art.evaluation import parse_eps
 
         names = attack_names_of(attacks)
-        targets = load_targets(checkpoint, dataset, data_dir, n_samples, device, defence)
+        model_options = parse_key_values(model_option, "--model-option", "gradient=naive")
+        targets = load_targets(
+            checkpoint, dataset, data_dir, n_samples, device, defence, model_options
+        )
         set_threads(threads, targets)
         params = parse_params(param)
 
@@ -145,6 +150,7 @@ def evaluate(
             eot=eot,
             batch_size=batch_size,
             defences=defence or [],
+            model_options=model_options or {},
         )
         store = open_store(out, options, resume)
         progress = terminal_progress()

@@ -48,6 +48,14 @@ Eot = Annotated[
         "stochastic forward passes (randomised models).",
     ),
 ]
+ModelOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model-option",
+        help="Override a saved architecture option that leaves the weights unchanged, KEY=VALUE "
+        "(e.g. gradient=naive for Defense-GAN, ensemble=50 for RSE); repeatable.",
+    ),
+]
 Threads = Annotated[
     int | None,
     typer.Option(

@@ -27,8 +27,13 @@ def load_targets(
     n_samples: int | None,
     device: str,
     defences: list[str] | None,
+    model_options: dict[str, Any] | None = None,
 ) -> list[Target]:
-    """Load each checkpoint (default: the latest run), its dataset's test split and the defences."""
+    """Load each checkpoint (default: the latest run), its dataset's test split and the defences.
+
+    :param model_options: architecture options replaced at load time (``--model-option``), as
+        :func:`er_art.load_classifier`'s ``options``.
+    """
     import er_art
     from er_art.datasets import get_dataset
     from er_art.defences import apply_defences
@@ -56,7 +61,7 @@ def load_targets(
         if key not in data_cache:
             data_cache[key] = spec.arrays("test", folder, n_samples)
         x, y = data_cache[key]
-        classifier = er_art.load_classifier(path, device_type=device)
+        classifier = er_art.load_classifier(path, device_type=device, options=model_options)
         if tuple(classifier.input_shape) != tuple(x.shape[1:]):
             raise ValueError(
                 f"{path} takes inputs of shape {tuple(classifier.input_shape)} but dataset "

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from er_art.cli.common import fail, setup_logging, user_errors
+from er_art.cli.common import fail, parse_key_values, setup_logging, user_errors
 
 
 class _Progress:
@@ -148,32 +148,9 @@ def parse_embedding_dim(value: str | None) -> int | str | None:
     return k
 
 
-def parse_value(text: str) -> Any:
-    """An option value as typed: an integer, a number, true / false, none, else the string."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def parse_arch_options(values: list[str] | None) -> dict[str, Any] | None:
     """``["sigma_init=0.4", "ensemble=50"]`` -> ``{"sigma_init": 0.4, "ensemble": 50}``."""
-    if not values:
-        return None
-    options: dict[str, Any] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--arch-option must be KEY=VALUE (e.g. ensemble=50), got {item!r}.")
-        options[key.strip()] = parse_value(value)
-    return options
+    return parse_key_values(values, "--arch-option", "ensemble=50")
 
 
 def train(

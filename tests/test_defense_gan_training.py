@@ -4,6 +4,8 @@ chosen at load time or on the loaded classifier), ``er-art train``. Tiny G / D o
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -243,3 +245,24 @@ def test_cli_trains_a_couple_of_steps_and_attacks_the_run(tmp_path, monkeypatch)
     )
     assert attack.exit_code == 0, attack.output
     assert "pgd" in attack.stdout and "Traceback" not in attack.output
+
+def test_cli_model_option_picks_the_gradient_mode_and_refuses_bad_values(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "--trainer", "defense-gan", "--device", "cpu", "--threads", "1"]
+    args += ["--limit", "64", "--batch-size", "32", "--epochs", "1", "--out", "run"]
+    for key, value in TINY.items():
+        args += ["--arch-option", f"{key}={value}"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    attack = ["attack", "--method", "fgsm", "-c", "run", "--eps", "0.1", "-n", "8", "--threads", "1"]
+    naive = CliRunner().invoke(app, attack + ["--model-option", "gradient=naive", "--out", "a"])
+    assert naive.exit_code == 0, naive.output
+    manifest = json.loads((tmp_path / "a" / "evaluation.json").read_text())
+    assert manifest["options"]["model_options"] == {"gradient": "naive"}
+    # resuming without the option is another evaluation: refused
+    again = CliRunner().invoke(app, attack + ["--out", "a", "--resume"])
+    assert again.exit_code == 2 and "Traceback" not in again.output
+    unknown = CliRunner().invoke(app, attack + ["--model-option", "colour=red"])
+    assert unknown.exit_code == 2 and "colour" in unknown.output
+    assert "Traceback" not in unknown.output
+    malformed = CliRunner().invoke(app, attack + ["--model-option", "naive"])
+    assert malformed.exit_code == 2 and "--model-option must be KEY=VALUE" in malformed.output
