@@ -5,8 +5,11 @@
     er-art attack --method cw-fast --l2-threshold 0.005 --checkpoint runs/mnist-er   # Table 2
     er-art attack --method all --eps paper   # worst case over pgd, apgd-ce, apgd-dlr, fgsm, square
     er-art attack --method pgd --eps 0.1,0.2 --out results/ --resume  # continue an interrupted one
+    torchrun --standalone --nproc_per_node 2 --no-python er-art attack --method pgd --eps 0.1
 
-A thin layer over :mod:`er_art.evaluation`; every number is defined in docs/EVALUATION.md.
+A thin layer over :mod:`er_art.evaluation`; every number is defined in docs/EVALUATION.md. Under
+torchrun the processes share out the examples (the same numbers as one process; rank 0 prints and
+writes, results.json records ``world_size``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from er_art.cli.options import (
 from er_art.cli.progress import terminal_progress
 from er_art.cli.report import parse_params, print_records, write_outputs
 from er_art.cli.targets import Target, default_eps, load_targets, set_threads
+from er_art.cli.world import join, reported_errors
 
 ALL = "all"
 
@@ -142,6 +146,8 @@ def attack(
     if plot and out is None:
         raise fail("--plot needs --out DIR to write the figure into.")
     with user_errors():
+        world = join(device)  # under torchrun: this process's share of the work
+    with reported_errors(world):
         from er_art.attacks import get_attack
         from er_art.evaluation import PROTOCOLS, AttackRun, attack_sweep, paper_protocol, parse_eps
 
@@ -212,7 +218,7 @@ def attack(
             model_options=model_options or {},
         )
         store = open_store(out, options, resume)
-        progress = terminal_progress()
+        progress = terminal_progress() if world.is_main else None
         all_records: list[dict[str, Any]] = []
         all_checks: list[dict[str, Any]] | None = None
         try:
@@ -232,6 +238,7 @@ def attack(
                     eot=eot,
                     store=store,
                     progress=progress,
+                    world=world,
                 )
             else:
                 for target in targets:
@@ -255,21 +262,24 @@ def attack(
                         store=store,
                         progress=progress,
                         l2_threshold=l2_threshold,
+                        world=world,
                     )
-                    records = records_of(target, outcomes, protocol=protocol)
-                    print_records(
-                        records,
-                        f"{target.label}: {spec.name} ({spec.description})",
-                        footer=upper_bound_line(target, spec, eps_values[target.label]),
-                    )
+                    records = records_of(target, outcomes, world.size, protocol=protocol)
+                    if world.is_main:
+                        print_records(
+                            records,
+                            f"{target.label}: {spec.name} ({spec.description})",
+                            footer=upper_bound_line(target, spec, eps_values[target.label]),
+                        )
                     all_records.extend(records)
         finally:
             if progress is not None:
                 progress.close()
-        if out is not None:
+        if out is not None and world.is_main:
             title = f"{method} on {targets[0].dataset.name}"
             for path in write_outputs(out, all_records, all_checks, plot, title):
                 typer.echo(f"wrote {path}")
+        world.leave()
 
 
 def register(app: typer.Typer) -> None:

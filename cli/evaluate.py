@@ -5,12 +5,15 @@
     er-art evaluate --eps 0.1,0.2,0.3 --out eval/ --resume        # continue an interrupted one
     er-art evaluate --suite standard --eps 0.3 --out aa/          # the standard AutoAttack
     er-art evaluate --checkpoint runs/a --checkpoint runs/b --eps 0:0.3:0.1 --out eval/ --plot
+    torchrun --standalone --nproc_per_node 2 --no-python er-art evaluate --eps 0.1 --out eval/
 
 Several attacks per eps (the fast suite, default: PGD, APGD-CE, APGD-DLR, FGSM, Square at their
 converged defaults; or ``--suite standard``: APGD-CE, APGD-T, FAB-T, Square as a cascade with
 AutoAttack's parameters), robust accuracy per example as the worst case over every attack run,
 and the sanity checks of docs/EVALUATION.md at every eps, each printed PASS / FAIL /
-UNINFORMATIVE with its numbers. ``--strict`` exits with code 1 when a check fails.
+UNINFORMATIVE with its numbers. ``--strict`` exits with code 1 when a check fails. Under torchrun
+the processes share out the examples of every attack (the same numbers as one process; rank 0
+prints and writes, results.json records ``world_size``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from er_art.cli.options import (
 from er_art.cli.progress import terminal_progress
 from er_art.cli.report import parse_params, write_outputs
 from er_art.cli.targets import Target, default_eps, load_targets, set_threads
+from er_art.cli.world import join, reported_errors
 
 
 def evaluate(
@@ -119,6 +123,8 @@ def evaluate(
     if plot and out is None:
         raise fail("--plot needs --out DIR to write the figure into.")
     with user_errors():
+        world = join(device)  # under torchrun: this process's share of the work
+    with reported_errors(world):
         from er_art.evaluation import parse_eps
 
         names = attack_names_of(attacks)
@@ -153,7 +159,7 @@ def evaluate(
             model_options=model_options or {},
         )
         store = open_store(out, options, resume)
-        progress = terminal_progress()
+        progress = terminal_progress() if world.is_main else None
         try:
             records, rows, failed = evaluate_targets(
                 targets,
@@ -170,14 +176,16 @@ def evaluate(
                 eot=eot,
                 store=store,
                 progress=progress,
+                world=world,
             )
         finally:
             if progress is not None:
                 progress.close()
-        if out is not None:
+        if out is not None and world.is_main:
             title = f"worst case on {targets[0].dataset.name}"
             for path in write_outputs(out, records, rows, plot, title):
                 typer.echo(f"wrote {path}")
+        world.leave()
     if strict and failed:
         raise typer.Exit(1)
 

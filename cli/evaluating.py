@@ -2,7 +2,10 @@
 
 Both commands describe their options in the store's manifest (so ``--resume`` with other options
 is refused in one sentence), run through the library's units, print a table per run and write the
-summary files derived from the units.
+summary files derived from the units. Under torchrun every process runs every unit on its share of
+the examples (the numbers are those of one process; the manifest does not depend on the number of
+processes, so an evaluation resumes with any number); rank 0 prints and writes, and every record
+carries the ``world_size`` it was computed with.
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ def run_options(targets: list[Target], **options: Any) -> dict[str, Any]:
     }
 
 
-def records_of(target: Target, outcomes: list[Any], **extra: Any) -> list[dict[str, Any]]:
-    """The JSON records of ``outcomes`` on ``target``."""
+def records_of(
+    target: Target, outcomes: list[Any], world_size: int = 1, **extra: Any
+) -> list[dict[str, Any]]:
+    """The JSON records of ``outcomes`` on ``target``, computed by ``world_size`` processes."""
     from er_art.evaluation import summarise
 
     return [
@@ -44,6 +49,7 @@ def records_of(target: Target, outcomes: list[Any], **extra: Any) -> list[dict[s
             checkpoint=str(target.path),
             label=target.label,
             defences=defence_names(target),
+            world_size=world_size,
             **extra,
         )
         for o in outcomes
@@ -114,13 +120,18 @@ def evaluate_targets(
     eot: int,
     store: Any,
     progress: Any,
+    world: Any = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
-    """The suite and its checks on every target, each table and its checks printed.
+    """The suite and its checks on every target, each table and its checks printed (by rank 0).
 
     :param eps_for: ``eps_for(target) -> list of eps``.
+    :param world: the torchrun job's :class:`er_art.distributed.World` (default: one process).
     :return: the records, the check rows and whether a check failed.
     """
+    from er_art.distributed import World
     from er_art.evaluation import evaluate_suite
+
+    world = world or World()
 
     records: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
@@ -140,12 +151,14 @@ def evaluate_targets(
             eot=eot,
             store=store,
             progress=progress,
+            world=world,
         )
-        mine = records_of(target, result.outcomes(), suite=suite)
+        mine = records_of(target, result.outcomes(), world.size, suite=suite)
         members = ", ".join(r.key for r in plan.runs)
-        print_records(mine, f"{target.label}: worst case over {members} ({suite} suite)")
-        if result.checks:
-            print_checks(result.checks, f"Sanity checks ({target.label})")
+        if world.is_main:
+            print_records(mine, f"{target.label}: worst case over {members} ({suite} suite)")
+            if result.checks:
+                print_checks(result.checks, f"Sanity checks ({target.label})")
         failed = failed or any(c.failed for c in result.checks)
         records.extend(mine)
         rows.extend(check_rows(target, result.checks))

@@ -102,7 +102,7 @@ def print_checks(checks: list[Any], title: str) -> None:
         eps = c.values.get("eps")
         where = "" if eps is None else f" [eps={eps:g}]"
         typer.echo(
-            "  " + typer.style(f"{c.status:<13}", fg=colour, bold=True) + f"{c.name}{where}: "
+            "  " + typer.style(f"{c.status:<14}", fg=colour, bold=True) + f"{c.name}{where}: "
             f"{c.message}"
         )
         if c.warning:

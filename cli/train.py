@@ -9,12 +9,19 @@
     er-art train --resume --out runs/digits-er-pgd-20260101-120000
     er-art train --dataset mnist --device cuda --amp --compile   # bf16 (critic fp32), compiled
     er-art train --dataset mnist --device cuda --deterministic   # exact resume on a GPU too
+    torchrun --standalone --nproc_per_node 2 --no-python er-art train --batch-size 64
 
 Defaults come from the dataset (architecture, PGD eps / step / iterations, epochs, batch size) and
 the architecture (learning rate, lambdas). The run directory gets run.json (config, versions, git
 revision, seed), checkpoint.pt (``er_art.load_classifier(run_dir)``) and metrics.jsonl.
 Resume is bit-exact on the CPU; on CUDA with ``--deterministic`` and the same number and type of
 GPUs. A run trained on CUDA resumes on a machine without CUDA on the CPU (with a warning).
+
+Under torchrun the processes train one model (gloo on the CPU, NCCL with one GPU per process):
+``--batch-size`` is the global batch, split evenly over the processes, so the same command trains
+the same model with any number of them; rank 0 writes the run directory (run.json records
+``world_size`` and ``batch_size_per_process``), and ``--resume`` continues a run under torchrun
+with the number of processes it was trained with.
 """
 
 from __future__ import annotations
@@ -25,12 +32,13 @@ from typing import Annotated, Any
 
 import typer
 from er_art.cli.common import fail, parse_key_values, setup_logging, user_errors
+from er_art.cli.world import join, reported_errors
 
 
 class _Progress:
     """Rich progress bar per epoch with the running losses and accuracy (on stderr)."""
 
-    def __init__(self) -> None:
+    def __init__(self, processes: int = 1) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -52,6 +60,7 @@ class _Progress:
         )
         self.task: Any = None
         self.epochs = 0
+        self.processes = processes
         self.live = self.console.is_terminal  # no live bar when stderr is a file or a pipe
 
     # TrainingCallbacks
@@ -61,9 +70,11 @@ class _Progress:
         where = f"resuming at epoch {epoch + 1}, step {step}" if epoch or step else "starting"
         if epoch >= config.epochs:
             where = f"already trained {epoch} epochs; nothing to do"
+        on = f", {self.processes} processes" if self.processes > 1 else ""
         typer.echo(
             f"run: {run_dir} ({where}; {config.trainer} on {config.dataset}, arch {config.arch}, "
-            f"{config.epochs} epoch{'' if config.epochs == 1 else 's'} of {steps_per_epoch} steps)"
+            f"{config.epochs} epoch{'' if config.epochs == 1 else 's'} of {steps_per_epoch} steps"
+            f"{on})"
         )
 
     def on_epoch_start(self, epoch: int, epochs: int, start_step: int, steps: int) -> None:
@@ -134,6 +145,15 @@ def resume_device(run_dir: Path, device: str) -> str | None:
     return None
 
 
+def saved_device(run_dir: Path) -> str:
+    """The device a run was trained on (``auto`` when its run.json does not say)."""
+    from er_art.runs import RUN_JSON, read_run
+
+    if not (run_dir / RUN_JSON).is_file():
+        return "auto"
+    return str((read_run(run_dir).get("config") or {}).get("device") or "auto")
+
+
 def parse_embedding_dim(value: str | None) -> int | str | None:
     if value is None or value == "auto":
         return value
@@ -197,7 +217,11 @@ def train(
         int | None, typer.Option(help="Epochs (default: the architecture's, else the dataset's).")
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="Batch size (default: the dataset's).")
+        int | None,
+        typer.Option(
+            help="Batch size (default: the dataset's); under torchrun the global batch, split "
+            "evenly over the processes."
+        ),
     ] = None,
     lr: Annotated[
         float | None, typer.Option(help="Base learning rate (default: the architecture's).")
@@ -247,9 +271,14 @@ def train(
     """Train the ER-Classifier (PGD min-max by default) or a baseline; resumes exactly."""
     setup_logging(verbose)
     with user_errors():
+        # under torchrun every process joins the job (on the device the run trains on)
+        world = join(
+            saved_device(out) if resume and out is not None and device == "auto" else device
+        )
+    with reported_errors(world):
         from er_art import training
 
-        progress = _Progress()
+        progress = _Progress(world.size)
         try:
             if resume:
                 if out is None:
@@ -288,6 +317,7 @@ def train(
                     device=resume_device(out, device),
                     deterministic=deterministic or None,
                     compile=compile_ or None,
+                    world=world,
                 )
             else:
                 config = training.TrainingConfig(
@@ -315,20 +345,27 @@ def train(
                 )
                 # bad values fail here, before a run directory is made
                 config = training.resolve_config(config)
-                result = training.train(config, out or default_run_dir(dataset, trainer), progress)
+                run_dir = world.broadcast(out or default_run_dir(dataset, trainer))  # rank 0's
+                result = training.train(config, run_dir, progress, world=world)
         except training.TrainingInterrupted as stop:
             progress.stop()
-            typer.echo(f"interrupted: checkpoint saved; {stop}", err=True)
+            if world.is_main:
+                typer.echo(f"interrupted: checkpoint saved; {stop}", err=True)
+            world.leave()  # every process stopped after the same step
             raise typer.Exit(130) from None
         except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
             progress.stop()
-            typer.echo("interrupted; the last checkpoint (if any) is kept.", err=True)
+            if world.is_main:
+                typer.echo("interrupted; the last checkpoint (if any) is kept.", err=True)
             raise typer.Exit(130) from None
         except training.TrainingDiverged as err:
             progress.stop()
-            raise fail(str(err), code=1) from None
+            if world.is_main:
+                raise fail(str(err), code=1) from None
+            raise typer.Exit(1) from None
         finally:
             progress.stop()
+    world.leave()
     final = result.metrics[-1] if result.metrics else None
     summary = f"test acc {final['test_acc']:.4f}" if final else "no epoch trained"
     typer.echo(

@@ -299,12 +299,12 @@ class _Record(TrainingCallbacks):
 def test_reading_back_only_for_the_display_keeps_results(tmp_path, monkeypatch):
     """The GPU loop (losses read back at most every SYNC_SECONDS, here never within an epoch
     after its first step) trains the same weights and metrics, and still stops on NaN."""
-    from er_art import training
+    from er_art import run_loop
 
     cfg = tiny(trainer="er-minus", epochs=2)
     every_step = train(cfg, tmp_path / "a", latest_root=None)
-    monkeypatch.setattr(training, "_reads_back_every_step", lambda device: False)
-    monkeypatch.setattr(training, "SYNC_SECONDS", 3600.0)
+    monkeypatch.setattr(run_loop, "_reads_back_every_step", lambda device: False)
+    monkeypatch.setattr(run_loop, "SYNC_SECONDS", 3600.0)
     record = _Record()
     throttled = train(cfg, tmp_path / "b", callbacks=record, latest_root=None)
     a, b = every_step.classifier.model.state_dict(), throttled.classifier.model.state_dict()

@@ -17,6 +17,10 @@ The checks at each eps > 0 (at eps = 0 no attack may change anything):
 and once per model: (i) the primary attack at eps = the whole input range reaches chance, and (v)
 two identical predictions agree (else the model is randomised and needs EOT).
 Every attack run at an eps, the checks' too, counts in that eps's worst case.
+
+Under torchrun (``world``: :class:`er_art.distributed.World`) every process runs every unit on its
+share of the chunks of examples and gets the gathered per-example outcomes, identical to one
+process's; only rank 0 writes the store and reports progress.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from er_art.distributed import World
 from er_art.evaluation.checks import (
     CheckResult,
     check_chance_at_full_range,
@@ -36,8 +41,14 @@ from er_art.evaluation.checks import (
     check_more_iterations,
     check_whitebox_beats_blackbox,
 )
-from er_art.evaluation.outcome import AttackOutcome, predict_labels, worst_case_outcome
-from er_art.evaluation.running import ProgressHook, run_attack
+from er_art.evaluation.outcome import AttackOutcome, worst_case_outcome
+from er_art.evaluation.running import (
+    ProgressHook,
+    _seed_everything,
+    predict_chunks,
+    run_attack,
+    unit_seed,
+)
 from er_art.evaluation.store import EvaluationStore
 from er_art.evaluation.suites import FGSM_RUN, SQUARE_RUN, AttackRun, Suite
 
@@ -78,7 +89,11 @@ class _Described:
 
 
 class UnitRunner:
-    """Runs (attack, eps) units on one model, loading finished ones from ``store``."""
+    """Runs (attack, eps) units on one model, loading finished ones from ``store``.
+
+    :param world: the processes that share every unit's work (default: this one alone); only
+        rank 0 saves to ``store`` and reports to ``progress``.
+    """
 
     def __init__(
         self,
@@ -93,17 +108,21 @@ class UnitRunner:
         store: EvaluationStore | None = None,
         progress: ProgressHook | None = None,
         l2_threshold: float | None = None,
+        world: World | None = None,
     ) -> None:
         self.classifier, self.x, self.y = classifier, x, np.asarray(y)
         self.label, self.seed, self.batch_size, self.eot = label, seed, batch_size, eot
-        self.store, self.progress, self.l2_threshold = store, progress, l2_threshold
+        self.world = world or World()
+        self.store, self.l2_threshold = store, l2_threshold
+        self.progress = progress if self.world.is_main else None
         self._clean_pred: np.ndarray | None = None
         self._memory: dict[tuple[str, float], AttackOutcome] = {}
 
     @property
     def clean_pred(self) -> np.ndarray:
         if self._clean_pred is None:
-            self._clean_pred = predict_labels(self.classifier, self.x)
+            seed = unit_seed(self.seed, None, "clean")
+            self._clean_pred = predict_chunks(self.classifier, self.x, seed=seed, world=self.world)
         return self._clean_pred
 
     def _cached(self, key: str, eps: float) -> AttackOutcome | None:
@@ -142,11 +161,12 @@ class UnitRunner:
                     active=active,
                     key=run.key,
                     progress=progress,
+                    world=self.world,
                     **run.options(),
                 )
                 for eps, outcome in zip(group, outcomes, strict=True):
                     self._memory[(run.key, float(eps))] = outcome
-                    if self.store is not None:
+                    if self.store is not None and self.world.is_main:
                         self.store.save(self.label, run.key, eps, outcome)
         return [self._cached(run.key, e) for e in eps_values]  # type: ignore[misc]
 
@@ -155,7 +175,9 @@ class UnitRunner:
         return outcome
 
     def prediction_difference(self, n: int = 256) -> float:
-        """The largest difference between two identical ``predict`` calls on the first ``n``."""
+        """The largest difference between two identical ``predict`` calls on the first ``n`` (the
+        same seed first on every process)."""
+        _seed_everything(unit_seed(self.seed, None, "determinism"))
         x = self.x[:n]
         first = np.asarray(self.classifier.predict(x, batch_size=self.batch_size))
         second = np.asarray(self.classifier.predict(x, batch_size=self.batch_size))
@@ -184,9 +206,10 @@ def evaluate_suite(
     eot: int = 1,
     store: EvaluationStore | None = None,
     progress: ProgressHook | None = None,
+    world: World | None = None,
 ) -> EvaluationResult:
     """``suite`` at every eps, then (``checks``) the sanity checks; a ``worst-case`` outcome per
-    eps (last) over every attack run at that eps."""
+    eps (last) over every attack run at that eps. ``world``: see :class:`UnitRunner`."""
     eps_values = [float(e) for e in eps_values]
     units = UnitRunner(
         classifier,
@@ -198,6 +221,7 @@ def evaluate_suite(
         eot=eot,
         store=store,
         progress=progress,
+        world=world,
     )
     by_eps: dict[float, list[AttackOutcome]] = {}
     if suite.cascade:

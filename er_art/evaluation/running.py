@@ -9,6 +9,12 @@ is the same as ART's ``num_random_init`` (an example counts as broken as soon as
 it) at a fraction of the cost once most examples are broken. Every (attack, eps) draws its random
 numbers from its own seed (:func:`unit_seed`), so a result does not depend on what ran before it:
 that is what makes an interrupted evaluation resumable to the same numbers.
+
+An attack runs in chunks of ``batch_size`` examples, and each chunk of each restart draws from its
+own seed (:func:`chunk_seed`, derived from the unit's): what happens to an example depends on its
+chunk only, not on the chunks before it, so the chunks can be shared out over the processes of a
+torchrun job (:class:`er_art.distributed.World`) and the per-example outcomes gathered, with
+exactly the numbers of one process.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import torch
 
 from er_art.attack_view import attack_view
 from er_art.attacks import AttackSpec, get_attack
+from er_art.distributed import World
 from er_art.evaluation.outcome import (
     AttackOutcome,
     predict_labels,
@@ -65,9 +72,45 @@ def unit_seed(seed: int, eps: float | None, key: str) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
+def chunk_seed(seed: int, run: int, chunk: int) -> int:
+    """The seed of chunk ``chunk`` (the ``chunk``-th batch of the examples attacked) in restart
+    ``run`` of the unit seeded ``seed``. The first chunk of the first restart takes ``seed`` itself,
+    as the whole unit did before chunks had seeds of their own: a unit of one chunk and one run
+    gives the numbers it always gave."""
+    if run == 0 and chunk == 0:
+        return int(seed)
+    entropy = [int(seed) & 0xFFFFFFFF, int(run), int(chunk)]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
 def _seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def predict_chunks(
+    classifier: Any,
+    x: np.ndarray,
+    *,
+    seed: int,
+    batch_size: int = 256,
+    world: World | None = None,
+) -> np.ndarray:
+    """Predicted classes of ``x`` ``(N,)``, chunk by chunk of ``batch_size``, each chunk seeded
+    by ``chunk_seed(seed, 0, chunk)`` (a randomised model's predictions do not depend on which
+    process makes them) and the chunks shared out over ``world``'s processes."""
+    world = world or World()
+    starts = range(0, len(x), batch_size)
+    mine: dict[int, np.ndarray] = {}
+    for c in world.portion(range(len(starts))):
+        _seed_everything(chunk_seed(seed, 0, c))
+        lo = starts[c]
+        mine[c] = predict_labels(classifier, x[lo : lo + batch_size], batch_size=batch_size)
+    out = np.zeros(len(x), dtype=np.int64)
+    for part in world.gather(mine):
+        for c, pred in part.items():
+            out[starts[c] : starts[c] + batch_size] = pred
+    return out
 
 
 def restart_plan(spec: AttackSpec, restarts: int | None) -> tuple[int, int | None]:
@@ -118,15 +161,65 @@ def generate_adversarial(
     eot: int = 1,
     active: np.ndarray | None = None,
     progress: ProgressHook | None = None,
+    world: World | None = None,
 ) -> tuple[np.ndarray, float, dict[str, Any]]:
     """Run ``spec`` on ``(x, y)``: ``(x_adv, seconds, the ART arguments used)``.
 
+    :param seed: the unit's seed; chunk ``c`` of restart ``r`` draws from ``chunk_seed(seed, r,
+        c)``.
     :param params: other ART parameters; may also hold the common options (``max_iter``,
         ``eps_step``, ``restarts`` or the attack's own restart parameter), which then win.
     :param eot: expectation over transformation: gradients averaged over ``eot`` forward passes.
     :param active: ``(N,)`` bool, the examples to attack (default all); the others keep ``x``.
     :param progress: told how many examples have been attacked, batch by batch.
+    :param world: the processes that share the chunks out (default: this one alone); every one
+        gets the whole ``x_adv``.
     """
+    x_adv, _, seconds, used = _generate(
+        classifier,
+        x,
+        y,
+        spec,
+        eps,
+        eps_step=eps_step,
+        max_iter=max_iter,
+        restarts=restarts,
+        batch_size=batch_size,
+        targeted=targeted,
+        seed=seed,
+        params=params,
+        eot=eot,
+        active=active,
+        progress=progress,
+        world=world,
+    )
+    return x_adv, seconds, used
+
+
+def _generate(
+    classifier: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    spec: AttackSpec,
+    eps: float | None,
+    *,
+    eps_step: float | None,
+    max_iter: int | None,
+    restarts: int | None,
+    batch_size: int,
+    targeted: bool,
+    seed: int,
+    params: dict[str, Any] | None,
+    eot: int,
+    active: np.ndarray | None,
+    progress: ProgressHook | None,
+    world: World | None,
+    base_pred: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, float, dict[str, Any]]:
+    """:func:`generate_adversarial`, also returning the predicted classes of ``x_adv``: of each
+    attacked example as predicted right after its chunk was attacked, ``base_pred`` (default -1)
+    for the examples not attacked."""
+    world = world or World()
     params = dict(params or {})
     max_iter = params.pop("max_iter", max_iter)
     eps_step = params.pop("eps_step", eps_step)
@@ -140,6 +233,7 @@ def generate_adversarial(
     one_hot = np.eye(classifier.nb_classes, dtype=np.float32)[labels]
     x = np.asarray(x, dtype=np.float32)
     x_adv = x.copy()
+    adv_pred = np.full(len(x), -1, dtype=np.int64) if base_pred is None else base_pred.copy()
     todo = np.ones(len(x), dtype=bool) if active is None else np.asarray(active, dtype=bool).copy()
     used = dict(kwargs)
     if runs > 1:
@@ -147,31 +241,41 @@ def generate_adversarial(
     if eot > 1:
         used["eot"] = eot
     if spec.budgeted and eps == 0:  # nothing may change (and ART's attacks reject eps = 0)
-        return x_adv, 0.0, used
+        return x_adv, adv_pred, 0.0, used
     target = attack_view(classifier, eot_samples=eot) if spec.eot else classifier
     attack = spec.factory(target, **kwargs)
     progress = progress or _NoProgress()
     progress.start(spec.name, int(todo.sum()) * runs)
-    _seed_everything(seed)
     start = time.perf_counter()
     try:
         for run in range(runs):
             idx = np.flatnonzero(todo)
-            for lo in range(0, len(idx), batch_size):
-                chunk = idx[lo : lo + batch_size]
+            chunks = [idx[lo : lo + batch_size] for lo in range(0, len(idx), batch_size)]
+            done: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            for c in world.portion(range(len(chunks))):
+                chunk = chunks[c]
+                _seed_everything(chunk_seed(seed, run, c))
                 if spec.name == "deepfool":  # ART's DeepFool attacks the model's own predictions
-                    x_adv[chunk] = attack.generate(x[chunk])
+                    adv = attack.generate(x[chunk])
                 else:
-                    x_adv[chunk] = attack.generate(x[chunk], one_hot[chunk])
+                    adv = attack.generate(x[chunk], one_hot[chunk])
+                pred = predict_labels(classifier, adv, batch_size=max(batch_size, 256))
+                done[c] = (adv, pred)
                 progress.advance(len(chunk))
+            others = 0  # examples the other processes attacked
+            for part in world.gather(done):
+                for c, (adv, pred) in part.items():
+                    x_adv[chunks[c]], adv_pred[chunks[c]] = adv, pred
+                    others += 0 if c in done else len(chunks[c])
+            progress.advance(others)
             if run < runs - 1 and len(idx):
-                pred = predict_labels(classifier, x_adv[idx], batch_size=max(batch_size, 256))
+                pred = adv_pred[idx]
                 broken = (pred == labels[idx]) if targeted else (pred != labels[idx])
                 todo[idx[broken]] = False
                 progress.advance(int(broken.sum()) * (runs - run - 1))
     finally:
         progress.end()
-    return x_adv, time.perf_counter() - start, used
+    return x_adv, adv_pred, time.perf_counter() - start, used
 
 
 def _settings(spec: AttackSpec, kwargs: dict[str, Any], targeted: bool, seed: int) -> dict:
@@ -214,11 +318,14 @@ def run_attack(
     active: np.ndarray | None = None,
     key: str | None = None,
     progress: ProgressHook | None = None,
+    world: World | None = None,
 ) -> list[AttackOutcome]:
     """One attack at each epsilon (a minimal-perturbation attack runs once and is scored at each).
 
     Only the examples classified correctly without attack (and in ``active``, if given) are
     attacked; the others cannot be robust. Each eps uses the seed ``unit_seed(seed, eps, key)``.
+    With ``world`` (a torchrun job) the chunks of examples are shared out over its processes and
+    every process gets the same outcomes as one process alone would.
 
     :param key: the name the outcomes carry (default the attack's name), e.g. ``"pgd-x2"``.
     For ``cw`` and ``cw-fast`` (``spec.normalised_l2``) the epsilon values are L2 thresholds
@@ -227,7 +334,8 @@ def run_attack(
     """
     spec = get_attack(attack_spec) if isinstance(attack_spec, str) else attack_spec
     key = key or spec.name
-    clean_pred = predict_labels(classifier, x) if clean_pred is None else clean_pred
+    if clean_pred is None:
+        clean_pred = predict_chunks(classifier, x, seed=unit_seed(seed, None, "clean"), world=world)
     attackable = clean_pred == np.asarray(y)
     if active is not None:
         attackable &= np.asarray(active, dtype=bool)
@@ -244,23 +352,23 @@ def run_attack(
         eot=eot,
         active=attackable,
         progress=progress,
+        world=world,
+        base_pred=clean_pred,
     )
     outcomes: list[AttackOutcome] = []
     cached: tuple[np.ndarray, float, dict[str, Any], np.ndarray, int] | None = None
     for eps in eps_values:
         if spec.budgeted:
             s = unit_seed(seed, eps, key)
-            x_adv, elapsed, kwargs = generate_adversarial(
+            x_adv, adv_pred, elapsed, kwargs = _generate(
                 classifier, x, y, spec, eps, seed=s, **common
             )
-            adv_pred = predict_labels(classifier, x_adv, batch_size=max(batch_size, 256))
         else:
             if cached is None:
                 s = unit_seed(seed, None, key)
-                x_adv, elapsed, kwargs = generate_adversarial(
+                x_adv, adv_pred, elapsed, kwargs = _generate(
                     classifier, x, y, spec, None, seed=s, **common
                 )
-                adv_pred = predict_labels(classifier, x_adv, batch_size=max(batch_size, 256))
                 cached = (x_adv, elapsed, kwargs, adv_pred, s)
             x_adv, elapsed, kwargs, adv_pred, s = cached
         threshold = None

@@ -10,7 +10,7 @@ Arguments (ART names):
     eps_step (float): initial step size. (Default: ``2 * eps``)
     max_iter (int): iterations per restart. (Default: 25; the paper's runs use 100)
     nb_random_init (int): random restarts ("restarts"), each on the examples the earlier ones left
-        robust. (Default: 32: many short restarts converged where few long ones did not;
+        robust. (Default: 64: many short restarts converged where few long ones did not;
         docs/EVALUATION.md. ART's default and AutoAttack's "plus" version use 5 x 100, the standard
         AutoAttack 1 x 100)
     targeted (bool): targeted attack. (Default: False)
@@ -49,7 +49,7 @@ ATTACK = AttackSpec(
     norm="inf",
     threat="white-box",
     iterative=True,
-    defaults={"max_iter": 25, "nb_random_init": 32, "targeted": False, "batch_size": 128},
+    defaults={"max_iter": 25, "nb_random_init": 64, "targeted": False, "batch_size": 128},
     eps_step_rule=lambda eps, _n: 2.0 * eps,
     restarts_param="nb_random_init",
     eot=True,
