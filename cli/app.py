@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "er_art.cli.evaluate",
     "er_art.cli.intrinsic_dim",
     "er_art.cli.plugins_cmd",
+    "er_art.cli.reproduce",
     "er_art.cli.train",
 ]
 
