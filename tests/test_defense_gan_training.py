@@ -246,6 +246,7 @@ def test_cli_trains_a_couple_of_steps_and_attacks_the_run(tmp_path, monkeypatch)
     assert attack.exit_code == 0, attack.output
     assert "pgd" in attack.stdout and "Traceback" not in attack.output
 
+
 def test_cli_model_option_picks_the_gradient_mode_and_refuses_bad_values(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = ["train", "--trainer", "defense-gan", "--device", "cpu", "--threads", "1"]
@@ -253,7 +254,19 @@ def test_cli_model_option_picks_the_gradient_mode_and_refuses_bad_values(tmp_pat
     for key, value in TINY.items():
         args += ["--arch-option", f"{key}={value}"]
     assert CliRunner().invoke(app, args).exit_code == 0
-    attack = ["attack", "--method", "fgsm", "-c", "run", "--eps", "0.1", "-n", "8", "--threads", "1"]
+    attack = [
+        "attack",
+        "--method",
+        "fgsm",
+        "-c",
+        "run",
+        "--eps",
+        "0.1",
+        "-n",
+        "8",
+        "--threads",
+        "1",
+    ]
     naive = CliRunner().invoke(app, attack + ["--model-option", "gradient=naive", "--out", "a"])
     assert naive.exit_code == 0, naive.output
     manifest = json.loads((tmp_path / "a" / "evaluation.json").read_text())

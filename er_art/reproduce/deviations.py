@@ -117,11 +117,13 @@ def evaluation_deviations(plan: Plan, n_test: int, word: str = "paper") -> list[
         worst.append(f"{_n(s.n_worst, n_test)} test images ({at}: {_n(p.n_worst, n_test)})")
     if s.suite_restarts is not None:
         worst.append(
-            f"{_count(s.suite_restarts, 'restart')} per attack (converged defaults: {_defaults('restarts')})"
+            f"{_count(s.suite_restarts, 'restart')} per attack "
+            f"(converged defaults: {_defaults('restarts')})"
         )
     if s.suite_max_iter is not None:
         worst.append(
-            f"{s.suite_max_iter} iterations per attack (converged defaults: {_defaults('max_iter')})"
+            f"{s.suite_max_iter} iterations per attack "
+            f"(converged defaults: {_defaults('max_iter')})"
         )
     if s.square_queries != p.square_queries or s.square_restarts is not None:
         restarts = s.square_restarts or s.suite_restarts
