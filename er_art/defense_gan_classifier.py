@@ -25,18 +25,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import numpy as np
 import torch
 from art.estimators.classification import PyTorchClassifier
 
 from er_art.algorithm import StepResult
 from er_art.defense_gan import DefenseGANModel, defense_gan_step
+from er_art.step_fit import StepFitted
 
 logger = logging.getLogger(__name__)
 
 
-class DefenseGANClassifier(PyTorchClassifier):
+class DefenseGANClassifier(StepFitted, PyTorchClassifier):
     """The ART classifier of a :class:`DefenseGANModel` (see the module docstring)."""
+
+    step_log = (("ce", "ce"), ("wasserstein", "disc"))
 
     @property
     def defense_gan(self) -> DefenseGANModel:
@@ -114,42 +116,6 @@ class DefenseGANClassifier(PyTorchClassifier):
         return defense_gan_step(
             model, self.optimizer, x_t, y_t, n_critic=model.n_critic, lambda_gp=model.lambda_gp
         )
-
-    def fit(  # type: ignore[override]
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        batch_size: int = 128,
-        nb_epochs: int = 10,
-        training_mode: bool = True,
-        drop_last: bool = False,
-        scheduler: Any = None,
-        verbose: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        """Train G / D (WGAN-GP) and C (cross-entropy on clean data) for ``nb_epochs`` over
-        ``(x, y)`` (one-hot or integer labels)."""
-        from er_art.trainers import fit_with_step
-
-        def on_epoch(epoch: int, res: StepResult | None) -> None:
-            if scheduler is not None:
-                scheduler.step()
-            if verbose and res is not None:
-                logger.info(
-                    "epoch %d/%d: last batch ce %.4f  wasserstein %.4f",
-                    epoch + 1,
-                    nb_epochs,
-                    float(res.ce),
-                    float(res.disc),
-                )
-
-        fit_with_step(self, self.train_step, x, y, batch_size, nb_epochs, drop_last, on_epoch)
-
-    def fit_generator(self, generator: Any, nb_epochs: int = 20, **kwargs: Any) -> None:
-        """Train G / D and C from an ART ``DataGenerator``."""
-        from er_art.trainers import fit_generator_with_step
-
-        fit_generator_with_step(self, self.train_step, generator, nb_epochs)
 
     def __repr__(self) -> str:
         s = self.defense_gan.settings()

@@ -40,6 +40,7 @@ from er_art.architectures import architectures_of_kind
 from er_art.classifier import ERClassifier
 from er_art.datasets import DatasetSpec
 from er_art.registry import get_plugin, names
+from er_art.step_fit import fit_generator_with_step, fit_with_step  # noqa: F401 (re-exported)
 
 # The architecture a trainer picks when none is given, per family: keys are a dataset's name, the
 # number of its input channels (int), or "*" (any other dataset); "{arch}" in a value stands for
@@ -208,62 +209,3 @@ def cross_entropy_step(
     zero = torch.zeros((), device=x_t.device)
     correct = (logits.detach().argmax(1) == y_t).sum()
     return StepResult(ce=loss.detach(), disc=zero, reg=zero, correct=correct)
-
-
-def fit_with_step(
-    classifier: PyTorchClassifier,
-    train_step: Callable[[torch.Tensor, torch.Tensor], Any],
-    x: np.ndarray,
-    y: np.ndarray,
-    batch_size: int = 128,
-    nb_epochs: int = 10,
-    drop_last: bool = False,
-    on_epoch: Callable[[int, Any], None] | None = None,
-) -> None:
-    """ART's ``fit(x, y, batch_size, nb_epochs)`` over a model's own per-batch step (a
-    classifier whose training is not ART's cross-entropy: VAE-CLA, Defense-GAN).
-
-    Labels may be one-hot or integers; each epoch takes a fresh permutation from torch's global
-    RNG; batches of one example are skipped (BatchNorm cannot train on them);
-    ``train_step(x_b, y_b)`` gets raw CPU tensors (float32, int64) and returns the step's result,
-    handed with the epoch number to ``on_epoch`` after the epoch's last batch. The model is left
-    in eval mode.
-    """
-    from art.utils import check_and_transform_label_format
-
-    y_arr = np.asarray(check_and_transform_label_format(y, nb_classes=classifier.nb_classes))
-    if y_arr.ndim == 2:
-        y_arr = y_arr.argmax(axis=1)
-    x_t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    y_t = torch.from_numpy(y_arr.astype(np.int64))
-    n = len(x_t)
-    n_batches = n // batch_size if drop_last else int(np.ceil(n / batch_size))
-    for epoch in range(nb_epochs):
-        perm = torch.randperm(n)
-        result = None
-        for b in range(n_batches):
-            idx = perm[b * batch_size : (b + 1) * batch_size]
-            if len(idx) >= 2:
-                result = train_step(x_t[idx], y_t[idx])
-        if on_epoch is not None:
-            on_epoch(epoch, result)
-    classifier.model.eval()
-
-
-def fit_generator_with_step(
-    classifier: PyTorchClassifier,
-    train_step: Callable[[torch.Tensor, torch.Tensor], Any],
-    generator: Any,
-    nb_epochs: int = 20,
-) -> None:
-    """ART's ``fit_generator`` over a model's own per-batch step (see :func:`fit_with_step`)."""
-    from er_art.classifier import generator_batches
-
-    for _ in range(nb_epochs):
-        for x_b, y_b in generator_batches(generator):
-            y_arr = np.asarray(y_b)
-            if y_arr.ndim == 2:
-                y_arr = y_arr.argmax(axis=1)
-            x_t = x_b if isinstance(x_b, torch.Tensor) else torch.from_numpy(np.asarray(x_b))
-            train_step(x_t.float(), torch.from_numpy(y_arr.astype(np.int64)))
-    classifier.model.eval()

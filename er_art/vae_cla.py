@@ -32,7 +32,6 @@ compares the regularisers, not the optimizers.
 from __future__ import annotations
 
 import inspect
-import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,8 +45,7 @@ from torch import nn
 
 from er_art.algorithm import autocast
 from er_art.architectures import Architecture
-
-logger = logging.getLogger(__name__)
+from er_art.step_fit import StepFitted
 
 BETA = 0.01  # weight of the KL term (the paper gives none; see the module docstring)
 HEAD_LR_RATIO = 0.05  # head lr / encoder lr: the ER-Classifier's (er_art.build.ER_FALLBACKS)
@@ -156,10 +154,12 @@ def vae_cla_step(
     return VAEStepResult(loss.detach(), ce.detach(), kl.detach(), correct)
 
 
-class VAEClassifier(PyTorchClassifier):
+class VAEClassifier(StepFitted, PyTorchClassifier):
     """The ART classifier of a :class:`VAEModel`: ``predict`` and every gradient go through
     ``mu`` (``forward``); ``fit`` and ``fit_generator`` train CE + beta * KL (ART's own would
     train cross-entropy on ``head(mu)`` without the regulariser)."""
+
+    step_log = (("ce", "ce"), ("kl", "kl"))
 
     @property
     def vae(self) -> VAEModel:
@@ -178,41 +178,6 @@ class VAEClassifier(PyTorchClassifier):
         y_t = y if isinstance(y, torch.Tensor) else torch.from_numpy(np.asarray(y))
         x_t, y_t = prepare_baseline_batch(self, x_t, y_t)
         return vae_cla_step(self.vae, self.optimizer, x_t, y_t)
-
-    def fit(  # type: ignore[override]
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        batch_size: int = 128,
-        nb_epochs: int = 10,
-        training_mode: bool = True,
-        drop_last: bool = False,
-        scheduler: Any = None,
-        verbose: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        """Train CE + beta * KL for ``nb_epochs`` over ``(x, y)`` (one-hot or integer labels)."""
-        from er_art.trainers import fit_with_step
-
-        def on_epoch(epoch: int, res: VAEStepResult | None) -> None:
-            if scheduler is not None:
-                scheduler.step()
-            if verbose and res is not None:
-                logger.info(
-                    "epoch %d/%d: last batch ce %.4f  kl %.4f",
-                    epoch + 1,
-                    nb_epochs,
-                    float(res.ce),
-                    float(res.kl),
-                )
-
-        fit_with_step(self, self.train_step, x, y, batch_size, nb_epochs, drop_last, on_epoch)
-
-    def fit_generator(self, generator: Any, nb_epochs: int = 20, **kwargs: Any) -> None:
-        """Train CE + beta * KL from an ART ``DataGenerator``."""
-        from er_art.trainers import fit_generator_with_step
-
-        fit_generator_with_step(self, self.train_step, generator, nb_epochs)
 
     def embed(self, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
         """The means ``mu(x)``: ``(N, k)``."""

@@ -306,7 +306,7 @@ def test_state_dict_round_trip(trained, digits, tmp_path):
     torch.save(trained.state_dict(), path)
     torch.manual_seed(123)  # a different initialisation
     loaded = tiny_model(**trained.settings())
-    loaded.load_state_dict(torch.load(path))
+    loaded.load_state_dict(torch.load(path, weights_only=True))
     loaded.eval()
     assert int(loaded.critic_iterations) == int(trained.critic_iterations) == 500
     with torch.no_grad():
@@ -345,7 +345,7 @@ def test_resume_from_model_and_optimizer_state_is_exact(digits, tmp_path):
     torch.manual_seed(1)  # another initialisation, overwritten by the checkpoint
     resumed = tiny_model()
     resumed_opt = torch.optim.Adam(resumed.param_groups())
-    state = torch.load(tmp_path / "c.pt")
+    state = torch.load(tmp_path / "c.pt", weights_only=True)
     resumed.load_state_dict(state["model"])
     resumed_opt.load_state_dict(state["opt"])
     torch.manual_seed(5)

@@ -33,9 +33,9 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "_"
 
 
-def _canonical(options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` as JSON would give them back (tuples become lists, keys strings)."""
-    return json.loads(json.dumps(options, sort_keys=True, default=str))
+def canonical_json(value: Any) -> Any:
+    """``value`` as JSON would give it back (tuples become lists, keys strings, sorted)."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -59,7 +59,7 @@ class EvaluationStore:
             started with other options (one sentence naming the first difference).
         """
         root = Path(root)
-        options = _canonical(options)
+        options = canonical_json(options)
         manifest = root / MANIFEST
         if manifest.is_file():
             if not resume:

@@ -45,7 +45,7 @@ from er_art.evaluation import (
     paper_protocol,
     worst_case_outcome,
 )
-from er_art.evaluation.store import MANIFEST
+from er_art.evaluation.store import MANIFEST, canonical_json
 from er_art.reproduce.plan import MethodPlan, Plan
 from er_art.reproduce.presets import CW_THRESHOLD, cw_eps_label, paper_value
 
@@ -87,10 +87,6 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _canonical(value: Any) -> Any:
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
 def open_store(root: Path, options: dict[str, Any]) -> EvaluationStore:
     """The store at ``root`` for ``options``, resumed when it was started with the same ones.
 
@@ -99,7 +95,7 @@ def open_store(root: Path, options: dict[str, Any]) -> EvaluationStore:
     manifest = root / MANIFEST
     if manifest.is_file():
         saved = json.loads(manifest.read_text()).get("options", {})
-        mine = _canonical(options)
+        mine = canonical_json(options)
         if saved != mine:
             if saved.get("checkpoint_sha256") != mine.get("checkpoint_sha256"):
                 logger.warning("%s was computed on another checkpoint; evaluating again", root)

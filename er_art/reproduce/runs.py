@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from er_art.evaluation.store import canonical_json
 from er_art.reproduce.plan import MethodPlan, Plan
 from er_art.runs import RUN_JSON, read_run, write_json
 from er_art.training import git_revision, is_finished, package_versions, resume, train
@@ -85,15 +86,11 @@ def open_output(plan: Plan) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- training
-def _canonical(value: Any) -> Any:
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
-
-
 def check_run_config(run_dir: Path, planned: dict[str, Any]) -> None:
     """Refuse (one sentence) a run directory trained with other settings than the plan's."""
     saved = read_run(run_dir).get("config", {})
     for key in COMPARED:
-        before, now = _canonical(saved.get(key)), _canonical(planned.get(key))
+        before, now = canonical_json(saved.get(key)), canonical_json(planned.get(key))
         if before != now:
             raise ValueError(
                 f"{run_dir} was trained with {key}={before!r}, not {now!r} as planned; delete it "
