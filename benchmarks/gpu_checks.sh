@@ -8,7 +8,9 @@
 #      pickle unpickled with CUDA_VISIBLE_DEVICES="");
 #   3. benchmarks/bench_gpu.py: seconds per MNIST er-pgd epoch (fp32, --amp, --compile) and the
 #      10,000-image PGD-40 sweep (MNIST from $ER_ART_GPU_DATA, default .gpu-data/MNIST/raw, when
-#      there; random images of MNIST's shape otherwise).
+#      there; random images of MNIST's shape otherwise);
+#   4. benchmarks/bench_eval_attacks.py on CUDA: ART's PGD, APGD and Square against er-art's
+#      (evaluation path; overhead over a bare PyTorch loop) on a default digits run trained there.
 # Logs and results go to $OUT when it is set (the device tool), else to runs/gpu-checks/.
 #
 #   benchmarks/gpu_checks.sh                 # everything
@@ -86,6 +88,13 @@ elif [[ -d "$DATA/MNIST/raw" ]]; then
   step bench "$PY" benchmarks/bench_gpu.py --data-dir "$DATA" --out "$LOGS/bench_gpu.json"
 else
   step bench "$PY" benchmarks/bench_gpu.py --out "$LOGS/bench_gpu.json"
+fi
+
+# 4. the attacks inside evaluation on the GPU: ART against er-art (a digits run trained there) --
+if [[ $BENCH -eq 1 && $DRY_RUN -eq 0 ]]; then
+  step bench_attacks-train "$PY" -m er_art.cli.app train --device cuda --out "$LOGS/digits-run" \
+    && step bench_attacks "$PY" benchmarks/bench_eval_attacks.py --run "$LOGS/digits-run" \
+      --device cuda --eps 0.1,0.2,0.3 --repeats 2 --json "$LOGS/bench_eval_attacks.json"
 fi
 
 echo "=== gpu checks: $FAILED step(s) failed; logs in $LOGS" | tee -a "$LOGS/summary.txt"

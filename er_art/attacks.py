@@ -38,6 +38,19 @@ logger = logging.getLogger(__name__)
 
 NORMS = ("inf", "2")
 THREATS = ("white-box", "black-box")
+# where an attack's iterations run: er-art's batched PyTorch code on the estimator's device, or
+# ART's own NumPy loop (an estimator call, a host round trip, per iteration): for comparisons
+IMPLEMENTATIONS = ("torch", "art")
+
+
+def check_implementation(attack: str, implementation: str) -> str:
+    """``implementation`` if it is one of :data:`IMPLEMENTATIONS`, else one clear ValueError."""
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(
+            f"Attack {attack!r} has no implementation {implementation!r}; accepted: "
+            f"{', '.join(IMPLEMENTATIONS)}."
+        )
+    return implementation
 
 
 def pgd_step(eps: float, max_iter: int) -> float:

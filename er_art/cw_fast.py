@@ -69,6 +69,7 @@ from art.estimators.estimator import BaseEstimator
 from art.estimators.pytorch import PyTorchEstimator
 
 from er_art import model_access
+from er_art.arg_checks import is_int, is_number
 
 logger = logging.getLogger(__name__)
 
@@ -77,16 +78,6 @@ _C_UPPER = 1e10  # no success below this c: the upper end of the bisection is st
 _ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's and the reference implementation's
 _ADAM_EPS = 1e-8
 _ABORT_FACTOR = 0.9999  # early abort: the loss must fall below 0.9999 x its last checked value
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_)
-    )
 
 
 class _TanhBox:
@@ -169,18 +160,18 @@ class CarliniL2Fast(EvasionAttack):
     def _check_params(self) -> None:
         super()._check_params()
         if not (
-            _is_number(self.confidence) and math.isfinite(self.confidence) and self.confidence >= 0
+            is_number(self.confidence) and math.isfinite(self.confidence) and self.confidence >= 0
         ):
             raise ValueError(f"confidence must be a finite number >= 0, got {self.confidence!r}.")
         if not isinstance(self.targeted, (bool, np.bool_)):
             raise ValueError(f"targeted must be True or False, got {self.targeted!r}.")
         for name in ("learning_rate", "initial_const"):
             value = getattr(self, name)
-            if not (_is_number(value) and math.isfinite(value) and value > 0):
+            if not (is_number(value) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
         for name in ("binary_search_steps", "max_iter", "batch_size"):
             value = getattr(self, name)
-            if not (_is_int(value) and value >= 1):
+            if not (is_int(value) and value >= 1):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
         if not isinstance(self.verbose, (bool, np.bool_)):
             raise ValueError(f"verbose must be True or False, got {self.verbose!r}.")

@@ -47,35 +47,11 @@ from art.estimators.estimator import BaseEstimator
 from art.estimators.pytorch import PyTorchEstimator
 
 from er_art import model_access
+from er_art.arg_checks import is_int, is_number, norm_key
 
 logger = logging.getLogger(__name__)
 
 _NORMS = {"inf": math.inf, "2": 2.0}
-
-
-def _norm_key(norm: Any) -> str | None:
-    """``"inf"`` or ``"2"`` for the accepted spellings of a norm, else ``None``."""
-    if isinstance(norm, str):
-        key = norm.strip().lower()
-        return {"inf": "inf", "linf": "inf", "2": "2", "l2": "2"}.get(key)
-    if isinstance(norm, bool):
-        return None
-    if isinstance(norm, (int, float, np.integer, np.floating)):
-        if math.isinf(norm) and norm > 0:
-            return "inf"
-        if norm == 2:
-            return "2"
-    return None
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, (bool, np.bool_)
-    )
 
 
 def lp_norm(v: torch.Tensor, p: float) -> torch.Tensor:
@@ -212,28 +188,28 @@ class FABAttack(EvasionAttack):
     # ------------------------------------------------------------------ parameters
     def _check_params(self) -> None:
         super()._check_params()
-        if _norm_key(self.norm) is None:
+        if norm_key(self.norm) is None:
             raise ValueError(f"norm must be 'inf' (np.inf) or 2, got {self.norm!r}.")
-        if not (_is_number(self.eps) and math.isfinite(self.eps) and self.eps >= 0):
+        if not (is_number(self.eps) and math.isfinite(self.eps) and self.eps >= 0):
             raise ValueError(f"eps must be a finite number >= 0, got {self.eps!r}.")
         for name in ("max_iter", "nb_random_init", "n_target_classes", "batch_size"):
             value = getattr(self, name)
-            if not (_is_int(value) and value >= 1):
+            if not (is_int(value) and value >= 1):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
         if not isinstance(self.targeted, (bool, np.bool_)):
             raise ValueError(f"targeted must be True or False, got {self.targeted!r}.")
-        if not (_is_number(self.alpha_max) and 0 <= self.alpha_max <= 1):
+        if not (is_number(self.alpha_max) and 0 <= self.alpha_max <= 1):
             raise ValueError(f"alpha_max must be a number in [0, 1], got {self.alpha_max!r}.")
-        if not (_is_number(self.eta) and math.isfinite(self.eta) and self.eta >= 1):
+        if not (is_number(self.eta) and math.isfinite(self.eta) and self.eta >= 1):
             raise ValueError(f"eta (overshoot) must be a finite number >= 1, got {self.eta!r}.")
-        if not (_is_number(self.beta) and 0 < self.beta <= 1):
+        if not (is_number(self.beta) and 0 < self.beta <= 1):
             raise ValueError(f"beta (backward step) must be a number in (0, 1], got {self.beta!r}.")
         if not isinstance(self.verbose, (bool, np.bool_)):
             raise ValueError(f"verbose must be True or False, got {self.verbose!r}.")
 
     @property
     def _p(self) -> float:
-        return _NORMS[_norm_key(self.norm)]  # type: ignore[index]
+        return _NORMS[norm_key(self.norm)]  # type: ignore[index]
 
     # ------------------------------------------------------------------ model access
     def _logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ from er_art.evaluation import (
     standard_suite,
     unit_seed,
 )
-from er_art.evaluation.store import MANIFEST
+from er_art.evaluation.store import ATTACKS_VERSION, MANIFEST
 
 CHEAP = fast_suite(("pgd", "fgsm", "square"), max_iter=3, restarts=2, square_queries=10)
 
@@ -43,17 +43,17 @@ def test_unit_seeds_are_per_attack_and_eps_and_stable():
 def test_restarts_attack_only_what_earlier_restarts_left_robust(
     trained_digits, sample, monkeypatch
 ):
-    from art.attacks.evasion import ProjectedGradientDescent
+    from er_art.pgd import PGD
 
     x, y = sample
     sizes: list[int] = []
-    original = ProjectedGradientDescent.generate
+    original = PGD.generate
 
     def counting(self, x, y=None, **kwargs):
         sizes.append(len(x))
         return original(self, x, y, **kwargs)
 
-    monkeypatch.setattr(ProjectedGradientDescent, "generate", counting)
+    monkeypatch.setattr(PGD, "generate", counting)
     (one,) = run_attack(trained_digits, x, y, "pgd", [0.1], max_iter=3, restarts=1, batch_size=64)
     first = sizes[:]
     sizes.clear()
@@ -103,6 +103,22 @@ def test_store_refuses_other_options_and_unasked_resumption(tmp_path):
     assert "\n" not in str(err.value)
     resumed = EvaluationStore.open(tmp_path, dict(options), resume=True)
     assert resumed.load("r", "pgd", 0.1) is not None
+
+
+def test_a_store_from_other_attack_code_is_not_resumed(tmp_path):
+    """A store written before er-art's PyTorch attacks (no attacks_version in its manifest) holds
+    numbers from ART's classes: resuming into it is refused in one sentence."""
+    import json
+
+    options = {"eps": [0.1], "seed": 0}
+    EvaluationStore.open(tmp_path, options, resume=False).save("r", "pgd", 0.1, outcome())
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    assert manifest["options"]["attacks_version"] == ATTACKS_VERSION
+    del manifest["options"]["attacks_version"]
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="another version of er-art's attacks") as err:
+        EvaluationStore.open(tmp_path, options, resume=True)
+    assert "\n" not in str(err.value) and "attacks_version 1, now 2" in str(err.value)
 
 
 def test_an_interrupted_evaluation_resumes_to_the_same_numbers(

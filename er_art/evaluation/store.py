@@ -27,6 +27,10 @@ logger = logging.getLogger(__name__)
 MANIFEST = "evaluation.json"
 UNITS = "units"
 FORMAT = "er-art-evaluation"
+# The version of the attacks' code a store's numbers come from; part of its options, so that a
+# store is never resumed with units from code that gives other numbers. 1: ART's PGD, APGD and
+# Square; 2: er-art's PyTorch PGD, APGD and Square (every adversarial iterate counts).
+ATTACKS_VERSION = 2
 
 
 def _safe(name: str) -> str:
@@ -36,6 +40,11 @@ def _safe(name: str) -> str:
 def canonical_json(value: Any) -> Any:
     """``value`` as JSON would give it back (tuples become lists, keys strings, sorted)."""
     return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def versioned(options: dict[str, Any]) -> dict[str, Any]:
+    """A store's options as its manifest holds them: canonical JSON with ``attacks_version``."""
+    return canonical_json({**options, "attacks_version": ATTACKS_VERSION})
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -59,7 +68,7 @@ class EvaluationStore:
             started with other options (one sentence naming the first difference).
         """
         root = Path(root)
-        options = canonical_json(options)
+        options = versioned(options)
         manifest = root / MANIFEST
         if manifest.is_file():
             if not resume:
@@ -71,6 +80,12 @@ class EvaluationStore:
             before = saved.get("options", {}) if saved.get("format") == FORMAT else None
             if before is None:
                 raise ValueError(f"{manifest} is not an er-art evaluation manifest.")
+            if before.get("attacks_version") != ATTACKS_VERSION:
+                raise ValueError(
+                    f"--resume: {root} was computed by another version of er-art's attacks "
+                    f"(attacks_version {before.get('attacks_version', 1)}, now {ATTACKS_VERSION}), "
+                    "whose numbers would mix with these; give another --out."
+                )
             for key in sorted(set(before) | set(options)):
                 if before.get(key) != options.get(key):
                     raise ValueError(

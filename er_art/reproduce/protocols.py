@@ -45,7 +45,7 @@ from er_art.evaluation import (
     paper_protocol,
     worst_case_outcome,
 )
-from er_art.evaluation.store import MANIFEST, canonical_json
+from er_art.evaluation.store import MANIFEST, versioned
 from er_art.reproduce.plan import MethodPlan, Plan
 from er_art.reproduce.presets import CW_THRESHOLD, cw_eps_label, paper_value
 
@@ -90,15 +90,19 @@ def file_digest(path: Path) -> str:
 def open_store(root: Path, options: dict[str, Any]) -> EvaluationStore:
     """The store at ``root`` for ``options``, resumed when it was started with the same ones.
 
-    Units computed on another checkpoint (the run was trained anew) are discarded; other
-    differences are refused in one sentence."""
+    Units computed on another checkpoint (the run was trained anew) or by another version of the
+    attacks' code (``attacks_version``) are discarded; other differences are refused in one
+    sentence."""
     manifest = root / MANIFEST
     if manifest.is_file():
         saved = json.loads(manifest.read_text()).get("options", {})
-        mine = canonical_json(options)
+        mine = versioned(options)
         if saved != mine:
             if saved.get("checkpoint_sha256") != mine.get("checkpoint_sha256"):
                 logger.warning("%s was computed on another checkpoint; evaluating again", root)
+                shutil.rmtree(root)
+            elif saved.get("attacks_version") != mine["attacks_version"]:
+                logger.warning("%s was computed by other attack code; evaluating again", root)
                 shutil.rmtree(root)
             else:
                 key = next(k for k in sorted(set(saved) | set(mine)) if saved.get(k) != mine.get(k))

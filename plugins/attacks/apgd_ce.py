@@ -1,4 +1,4 @@
-"""``apgd-ce``: Auto-PGD, cross-entropy loss, L-infinity (ART ``AutoProjectedGradientDescent``).
+"""``apgd-ce``: Auto-PGD, cross-entropy loss, L-infinity (``er_art.apgd.AutoPGD``).
 
 [Croce & Hein, 2020] "Reliable evaluation of adversarial robustness with an ensemble of diverse
 parameter-free attacks" (https://arxiv.org/abs/2003.01690). Distance measure: Linf. White-box,
@@ -14,6 +14,10 @@ Arguments (ART names):
         AutoAttack 1 x 100)
     targeted (bool): targeted attack. (Default: False)
     batch_size (int): attack batch size. (Default: 128)
+    implementation (str): ``"torch"``, er-art's ``er_art.apgd.AutoPGD`` (batched on the model's
+        device; every adversarial iterate counts), or ``"art"``, ART's
+        ``AutoProjectedGradientDescent`` (a NumPy loop; returns the last iterate). (Default:
+        "torch")
 
 Shape:
     - images: (N, C, H, W) in ``clip_values``; labels: (N,) int or (N, nb_classes) one-hot.
@@ -27,19 +31,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from er_art.attack_view import attack_view
+from er_art.apgd import build_apgd
 from er_art.attacks import AttackSpec
 
 
 def _build(classifier: Any, **kwargs: Any) -> Any:
-    from art.attacks.evasion import AutoProjectedGradientDescent
-
     # ART's own loss_type="cross_entropy" re-wraps the model in a stock classifier (weight
-    # gradients filled, no EOT); the view gives the same loss with input-only gradients.
-    view = attack_view(classifier, "ce")
-    return AutoProjectedGradientDescent(view, norm=np.inf, loss_type=None, verbose=False, **kwargs)
+    # gradients filled, no EOT); er-art's attack view gives the loss with input-only gradients.
+    return build_apgd(classifier, "ce", **kwargs)
 
 
 ATTACK = AttackSpec(
@@ -48,7 +47,13 @@ ATTACK = AttackSpec(
     norm="inf",
     threat="white-box",
     iterative=True,
-    defaults={"max_iter": 25, "nb_random_init": 64, "targeted": False, "batch_size": 128},
+    defaults={
+        "max_iter": 25,
+        "nb_random_init": 64,
+        "targeted": False,
+        "batch_size": 128,
+        "implementation": "torch",
+    },
     eps_step_rule=lambda eps, _n: 2.0 * eps,
     restarts_param="nb_random_init",
     eot=True,

@@ -3,7 +3,7 @@
 [Croce & Hein, 2020] "Reliable evaluation of adversarial robustness with an ensemble of diverse
 parameter-free attacks" (https://arxiv.org/abs/2003.01690). Distance measure: Linf. White-box,
 iterative. For each of the ``n_target_classes`` classes the model ranks highest after the true one
-(on the clean input), ART's ``AutoProjectedGradientDescent`` maximises the targeted DLR loss
+(on the clean input), Auto-PGD (``er_art.apgd.AutoPGD``) maximises the targeted DLR loss
 ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)`` towards that target, on the examples no earlier
 target has broken. Success is misclassification (not reaching the target), as in AutoAttack. Needs
 at least 4 classes.
@@ -16,6 +16,8 @@ Arguments (ART names):
     n_target_classes (int): target classes, the highest-ranked first; capped at nb_classes - 1.
         (Default: 9, AutoAttack's standard version)
     batch_size (int): attack batch size. (Default: 128)
+    implementation (str): ``"torch"`` (``er_art.apgd.AutoPGD``, batched on the model's device) or
+        ``"art"`` (ART's ``AutoProjectedGradientDescent``). (Default: "torch")
 
 Shape:
     - images: (N, C, H, W) in ``clip_values``; labels: (N,) int or (N, nb_classes) one-hot, the
@@ -36,12 +38,14 @@ from art.estimators.classification.classifier import ClassifierMixin
 from art.estimators.estimator import BaseEstimator, LossGradientsMixin
 from art.utils import check_and_transform_label_format
 
-from er_art.attack_view import attack_view, encode_targets
-from er_art.attacks import AttackSpec
+from er_art.apgd import build_apgd
+from er_art.attack_view import encode_targets
+from er_art.attacks import AttackSpec, check_implementation
 
 
 class APGDTargeted(EvasionAttack):
-    """APGD-T: ART's APGD on the targeted DLR loss, one target class after another."""
+    """APGD-T: APGD on the targeted DLR loss, one target class after another (``implementation``:
+    er-art's ``AutoPGD``, ``"torch"``, or ART's APGD, ``"art"``)."""
 
     attack_params = EvasionAttack.attack_params + [
         "eps",
@@ -50,6 +54,7 @@ class APGDTargeted(EvasionAttack):
         "nb_random_init",
         "n_target_classes",
         "batch_size",
+        "implementation",
         "verbose",
     ]
     _estimator_requirements = (BaseEstimator, LossGradientsMixin, ClassifierMixin)
@@ -63,6 +68,7 @@ class APGDTargeted(EvasionAttack):
         nb_random_init: int = 1,
         n_target_classes: int = 9,
         batch_size: int = 128,
+        implementation: str = "torch",
         verbose: bool = False,
     ) -> None:
         super().__init__(estimator=estimator)
@@ -73,6 +79,7 @@ class APGDTargeted(EvasionAttack):
         # AutoAttack's rule: at most the classes other than the true one
         self.n_target_classes = min(int(n_target_classes), estimator.nb_classes - 1)
         self.batch_size = batch_size
+        self.implementation = check_implementation("apgd-t", implementation)
         self.verbose = verbose
         self._check_params()
 
@@ -85,8 +92,6 @@ class APGDTargeted(EvasionAttack):
 
     def generate(self, x: np.ndarray, y: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:
         """Adversarial examples for ``x`` with TRUE labels ``y`` (the model's own if None)."""
-        from art.attacks.evasion import AutoProjectedGradientDescent
-
         x = np.asarray(x, dtype=np.float32)
         logits = self.estimator.predict(x, batch_size=self.batch_size)
         if y is None:
@@ -96,18 +101,16 @@ class APGDTargeted(EvasionAttack):
         ranked = np.argsort(-logits, axis=1)  # classes by clean logit, highest first
         x_adv = x.copy()
         robust = logits.argmax(1) == y_int
-        view = attack_view(self.estimator, "dlr-targeted")
-        apgd = AutoProjectedGradientDescent(
-            view,
-            norm=np.inf,
+        apgd = build_apgd(
+            self.estimator,
+            "dlr-targeted",
+            self.implementation,
             eps=self.eps,
             eps_step=self.eps_step,
             max_iter=self.max_iter,
             targeted=False,  # success = misclassification; the target lives in the loss
             nb_random_init=self.nb_random_init,
             batch_size=self.batch_size,
-            loss_type=None,
-            verbose=False,
         )
         for rank in range(1, int(self.n_target_classes) + 1):
             idx = np.flatnonzero(robust)
@@ -130,7 +133,13 @@ ATTACK = AttackSpec(
     norm="inf",
     threat="white-box",
     iterative=True,
-    defaults={"max_iter": 100, "nb_random_init": 1, "n_target_classes": 9, "batch_size": 128},
+    defaults={
+        "max_iter": 100,
+        "nb_random_init": 1,
+        "n_target_classes": 9,
+        "batch_size": 128,
+        "implementation": "torch",
+    },
     eps_step_rule=lambda eps, _n: 2.0 * eps,
     restarts_param="nb_random_init",
     targeted=False,

@@ -1,4 +1,4 @@
-"""``pgd``: Projected Gradient Descent, L-infinity (ART ``ProjectedGradientDescent``).
+"""``pgd``: Projected Gradient Descent, L-infinity (``er_art.pgd.PGD``).
 
 [Madry et al., 2018] "Towards Deep Learning Models Resistant to Adversarial Attacks"
 (https://arxiv.org/abs/1706.06083). Distance measure: Linf. White-box, iterative.
@@ -14,6 +14,9 @@ Arguments (ART names):
     random_eps (bool): draw eps at random per example. (Default: False)
     targeted (bool): targeted attack. (Default: False)
     batch_size (int): attack batch size. (Default: 128)
+    implementation (str): ``"torch"``, er-art's ``er_art.pgd.PGD`` (batched on the model's device;
+        every adversarial iterate counts), or ``"art"``, ART's ``ProjectedGradientDescent`` (which
+        also runs with ``decay`` or ``random_eps``). (Default: "torch")
 
 Shape:
     - images: (N, C, H, W) in ``clip_values``; labels: (N,) int or (N, nb_classes) one-hot.
@@ -26,18 +29,31 @@ Examples::
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
 from er_art.attack_view import attack_view
-from er_art.attacks import AttackSpec, quarter_eps_step
+from er_art.attacks import AttackSpec, check_implementation, quarter_eps_step
+
+logger = logging.getLogger(__name__)
 
 
-def _build(classifier: Any, **kwargs: Any) -> Any:
-    from art.attacks.evasion import ProjectedGradientDescent
+def _build(classifier: Any, implementation: str = "torch", **kwargs: Any) -> Any:
+    view = attack_view(classifier)
+    art_only = kwargs.get("decay") is not None or kwargs.get("random_eps")
+    if check_implementation("pgd", implementation) == "art" or art_only:
+        from art.attacks.evasion import ProjectedGradientDescent
 
-    return ProjectedGradientDescent(attack_view(classifier), norm=np.inf, verbose=False, **kwargs)
+        if implementation == "torch":
+            logger.info("pgd: decay and random_eps are ART's options; running ART's PGD")
+        return ProjectedGradientDescent(view, norm=np.inf, verbose=False, **kwargs)
+    from er_art.pgd import PGD
+
+    kwargs.pop("decay", None)
+    kwargs.pop("random_eps", None)
+    return PGD(view, norm=np.inf, **kwargs)
 
 
 ATTACK = AttackSpec(
@@ -53,6 +69,7 @@ ATTACK = AttackSpec(
         "random_eps": False,
         "targeted": False,
         "batch_size": 128,
+        "implementation": "torch",
     },
     eot=True,
     eps_step_rule=quarter_eps_step,
