@@ -96,7 +96,7 @@ def build_apgd(classifier: Any, loss: str, implementation: str = "torch", **kwar
 
     ``kwargs`` are ART's APGD arguments (``eps``, ``eps_step``, ``max_iter``, ``nb_random_init``,
     ``targeted``, ``batch_size``)."""
-    check_implementation(f"apgd ({loss})", implementation)
+    check_implementation("apgd-t" if loss == "dlr-targeted" else f"apgd-{loss}", implementation)
     view = attack_view(classifier, loss)
     if implementation == "art":
         from art.attacks.evasion import AutoProjectedGradientDescent

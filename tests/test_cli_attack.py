@@ -217,6 +217,10 @@ def test_evaluate_command(runs, tmp_path):
         (["--method", "all", "--targeted"], "--method all"),
         (["--param", "novalue"], "NAME=VALUE"),
         (["--method", "pgd", "--param", "bogus=1"], "bogus"),
+        (
+            ["--method", "apgd-dlr", "--param", "implementation=jax"],
+            "'apgd-dlr' has no implementation 'jax'; accepted: torch, art",
+        ),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(runs, args, message):
