@@ -47,7 +47,7 @@ from er_art.datasets import get_dataset  # noqa: E402
 from er_art.evaluation import predict_labels, run_attack  # noqa: E402
 
 IMPLEMENTATIONS = ("art", "torch")
-ATTACKS = ("pgd", "apgd-ce", "apgd-dlr", "apgd-t", "square")
+ATTACKS = ("pgd", "bim", "apgd-ce", "apgd-dlr", "apgd-t", "square")
 
 
 def bare_loop(clf, x: np.ndarray, y: np.ndarray, eps: float, steps: int, batch_size: int) -> None:

@@ -369,11 +369,17 @@ def test_pgd_plugin_uses_it_unless_art_is_asked_for(trained_digits):
 
     spec = get_attack("pgd")
     attack = spec.build(trained_digits, eps=0.1)
-    assert isinstance(attack, PGD) and attack.num_random_init == 64 and attack.eps_step == 0.025
+    assert isinstance(attack, PGD) and attack.num_random_init == 128 and attack.eps_step == 0.025
     assert isinstance(
         spec.build(trained_digits, eps=0.1, implementation="art"), ProjectedGradientDescent
     )
     assert isinstance(spec.build(trained_digits, eps=0.1, decay=0.9), ProjectedGradientDescent)
+    from art.attacks.evasion import BasicIterativeMethod
+
+    bim = get_attack("bim").build(trained_digits, eps=0.1)
+    assert isinstance(bim, PGD) and bim.num_random_init == 0 and bim._runs() == (1, False)
+    art_bim = get_attack("bim").build(trained_digits, eps=0.1, implementation="art")
+    assert isinstance(art_bim, BasicIterativeMethod)
     with pytest.raises(ValueError, match="num_random_init must be an integer >= 0"):
         PGD(trained_digits, num_random_init=-1)
 

@@ -107,8 +107,8 @@ def test_step_size_scales_with_eps():
         assert pgd.art_kwargs(eps=0.2, max_iter=iters)["eps_step"] == pytest.approx(0.05)
     assert pgd.art_kwargs(eps=0.4, max_iter=10)["eps_step"] == pytest.approx(0.1)
     assert pgd.art_kwargs(eps=0.2, eps_step=0.01, max_iter=10)["eps_step"] == 0.01
-    assert pgd.art_kwargs(eps=0.2)["max_iter"] == pgd.defaults["max_iter"] == 20
-    assert pgd.defaults["num_random_init"] == 64
+    assert pgd.art_kwargs(eps=0.2)["max_iter"] == pgd.defaults["max_iter"] == 40
+    assert pgd.defaults["num_random_init"] == 128
     assert get_attack("bim").art_kwargs(eps=0.1, max_iter=5)["eps_step"] == pytest.approx(0.025)
     assert pgd_step(0.2, 10) == pytest.approx(0.05)  # Madry's rule stays available
     assert get_attack("fgsm").art_kwargs(eps=0.3)["eps_step"] == pytest.approx(0.3)

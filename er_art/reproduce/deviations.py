@@ -176,5 +176,5 @@ def _default(attack: str, what: str) -> int:
 
 
 def _defaults(what: str) -> str:
-    """``PGD 64, APGD 64``: the converged defaults the worst case's budget is cut from."""
+    """``PGD 128, APGD 64``: the converged defaults the worst case's budget is cut from."""
     return f"PGD {_default('pgd', what)}, APGD {_default('apgd-ce', what)}"

@@ -1,4 +1,4 @@
-"""``bim``: Basic Iterative Method, L-infinity (ART ``BasicIterativeMethod``).
+"""``bim``: Basic Iterative Method, L-infinity (``er_art.pgd.PGD`` from ``x``).
 
 [Kurakin et al., 2017] "Adversarial examples in the physical world"
 (https://arxiv.org/abs/1607.02533). Distance measure: Linf. White-box, iterative; PGD without
@@ -10,6 +10,9 @@ Arguments (ART names):
     max_iter (int): number of steps. (Default: 50)
     targeted (bool): targeted attack. (Default: False)
     batch_size (int): attack batch size. (Default: 128)
+    implementation (str): ``"torch"``, er-art's ``er_art.pgd.PGD`` from ``x`` (batched on the
+        model's device; every adversarial iterate counts), or ``"art"``, ART's
+        ``BasicIterativeMethod``. (Default: "torch")
 
 Shape:
     - images: (N, C, H, W) in ``clip_values``; labels: (N,) int or (N, nb_classes) one-hot.
@@ -24,13 +27,17 @@ from __future__ import annotations
 from typing import Any
 
 from er_art.attack_view import attack_view
-from er_art.attacks import AttackSpec, quarter_eps_step
+from er_art.attacks import AttackSpec, check_implementation, quarter_eps_step
 
 
-def _build(classifier: Any, **kwargs: Any) -> Any:
-    from art.attacks.evasion import BasicIterativeMethod
+def _build(classifier: Any, implementation: str = "torch", **kwargs: Any) -> Any:
+    if check_implementation("bim", implementation) == "art":
+        from art.attacks.evasion import BasicIterativeMethod
 
-    return BasicIterativeMethod(attack_view(classifier), verbose=False, **kwargs)
+        return BasicIterativeMethod(attack_view(classifier), verbose=False, **kwargs)
+    from er_art.pgd import PGD
+
+    return PGD(attack_view(classifier), num_random_init=0, **kwargs)
 
 
 ATTACK = AttackSpec(
@@ -39,7 +46,7 @@ ATTACK = AttackSpec(
     norm="inf",
     threat="white-box",
     iterative=True,
-    defaults={"max_iter": 50, "targeted": False, "batch_size": 128},
+    defaults={"max_iter": 50, "targeted": False, "batch_size": 128, "implementation": "torch"},
     eot=True,
     eps_step_rule=quarter_eps_step,
     description="Basic Iterative Method (Linf): PGD from x, no random start.",

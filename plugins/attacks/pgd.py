@@ -6,10 +6,10 @@
 Arguments (ART names):
     eps (float): maximum perturbation, in the data's units. (Default: given per call)
     eps_step (float): step size. (Default: ``eps / 4``)
-    max_iter (int): number of steps per restart. (Default: 20)
+    max_iter (int): number of steps per restart. (Default: 40)
     num_random_init (int): random starts in the eps-ball ("restarts"); an example counts as broken
         as soon as one restart breaks it, and er-art's evaluation runs each restart only on the
-        examples the earlier ones left robust. (Default: 64; docs/EVALUATION.md says why so many)
+        examples the earlier ones left robust. (Default: 128; docs/EVALUATION.md says why so many)
     decay (float | None): momentum decay (MI-FGSM); None is plain PGD. (Default: None)
     random_eps (bool): draw eps at random per example. (Default: False)
     targeted (bool): targeted attack. (Default: False)
@@ -23,7 +23,7 @@ Shape:
     - output: (N, C, H, W) with ``||x_adv - x||_inf <= eps``.
 
 Examples::
-    >>> attack = get_attack("pgd").build(classifier, eps=0.1)   # 64 restarts x 20 steps of eps/4
+    >>> attack = get_attack("pgd").build(classifier, eps=0.1)   # 128 restarts x 40 steps of eps/4
     >>> x_adv = attack.generate(x, y)
 """
 
@@ -63,8 +63,8 @@ ATTACK = AttackSpec(
     threat="white-box",
     iterative=True,
     defaults={
-        "max_iter": 20,
-        "num_random_init": 64,
+        "max_iter": 40,
+        "num_random_init": 128,
         "decay": None,
         "random_eps": False,
         "targeted": False,
