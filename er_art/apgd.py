@@ -65,10 +65,10 @@ from er_art import model_access
 from er_art.arg_checks import is_int, is_number, norm_key
 from er_art.attack_view import (
     LOSSES,
-    _true_and_target,
     attack_view,
     per_example_loss,
     targeted_dlr_loss,
+    true_and_target,
 )
 from er_art.attacks import check_implementation
 
@@ -88,6 +88,11 @@ def checkpoints(max_iter: int) -> list[int]:
             break
         p.append(nxt)
     return sorted({math.ceil(q * max_iter) for q in p[1:]} - {0})
+
+
+def into_box(x: torch.Tensor, box: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """``x`` clamped into ``box = (lo, hi)`` (one sample's shape); unchanged without a box."""
+    return x if box is None else torch.maximum(torch.minimum(x, box[1]), box[0])
 
 
 def build_apgd(classifier: Any, loss: str, implementation: str = "torch", **kwargs: Any) -> Any:
@@ -222,7 +227,7 @@ class AutoPGD(EvasionAttack):
         """``(labels (B,), targets (B,) or None)`` of label rows, once per batch (no host sync in
         the iterations): labels are the targets when ``targeted``, else the true classes."""
         if self.loss == "dlr-targeted":
-            true, target = _true_and_target(rows)
+            true, target = true_and_target(rows)
             if target is None:
                 raise ValueError("The dlr-targeted loss needs encoded label rows (encode_targets).")
             return true, target
@@ -274,10 +279,7 @@ class AutoPGD(EvasionAttack):
             norm = delta.reshape(len(delta), -1).norm(dim=1).clamp_min(1e-12)
             scale = (eps / norm).clamp(max=1.0).reshape(-1, *[1] * (delta.dim() - 1))
             delta = delta * scale
-        out = x0 + delta
-        if box is not None:
-            out = torch.maximum(torch.minimum(out, box[1]), box[0])
-        return out
+        return into_box(x0 + delta, box)
 
     def _random_start(
         self, x0: torch.Tensor, box: tuple[torch.Tensor, torch.Tensor] | None

@@ -46,7 +46,7 @@ def encode_targets(y: np.ndarray, targets: np.ndarray, nb_classes: int) -> np.nd
     return rows
 
 
-def _true_and_target(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+def true_and_target(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Integer true labels ``(N,)`` and, for encoded rows, the targets ``(N,)`` (else None)."""
     if labels.ndim == 1:
         return labels.long(), None
@@ -78,7 +78,7 @@ def targeted_dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tenso
 
 def per_example_loss(name: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The loss ``name`` per example ``(N,)`` for integer or (encoded) row labels."""
-    y, target = _true_and_target(labels)
+    y, target = true_and_target(labels)
     if name == "ce":
         return F.cross_entropy(logits.float(), y, reduction="none")
     if name == "dlr":

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from er_art.apgd import AutoPGD
+from er_art.apgd import AutoPGD, into_box
 from er_art.arg_checks import is_int, is_number
 
 
@@ -101,9 +101,7 @@ class PGD(AutoPGD):
         x_adv, broken = x_k.clone(), ok.clone()
         for k in range(steps):
             # ART's order: the step, into the box, onto the ball
-            x_k = x_k + float(self.eps_step) * self._step_direction(g_k)
-            if box is not None:
-                x_k = torch.maximum(torch.minimum(x_k, box[1]), box[0])
+            x_k = into_box(x_k + float(self.eps_step) * self._step_direction(g_k), box)
             x_k = self._project(x_k, x0, None)
             _, g_k, ok = self._evaluate(x_k, labels, target, grad=k < steps - 1)
             x_adv = torch.where(ok.reshape(shape), x_k, x_adv)

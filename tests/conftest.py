@@ -35,6 +35,17 @@ def _seed() -> None:
     np.random.seed(0)
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test whatever ER_ART_TEST_THREADS says (restored after):
+    tiny nets run fastest on one thread (two OpenMP threads thrash on a busy 2-core machine).
+    Modules that train them use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def shared_datasets() -> Path:
     """``../shared/datasets`` (real MNIST, Fashion-MNIST, CIFAR-10); its tests skip without it."""

@@ -16,8 +16,9 @@ from er_art.cli.app import app
 from typer.testing import CliRunner
 
 import er_art
-from er_art.checkpoint import CheckpointError, read_checkpoint
+from er_art.checkpoint import read_checkpoint
 from er_art.runs import read_run
+from tests.processes import wait_for_checkpoint
 
 runner = CliRunner()
 TINY = [
@@ -138,23 +139,6 @@ ARGS = ARGS.split()
 
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "er_art.cli.app", "train", *args]
-
-
-def wait_for_checkpoint(
-    run_dir: Path, proc: subprocess.Popen, min_step: int, timeout: float = 60.0
-) -> dict:
-    """The training state of the first checkpoint at or past ``min_step`` global steps."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "training ended before it could be interrupted"
-        try:
-            state = read_checkpoint(run_dir)["training"]
-            if state["global_step"] >= min_step:
-                return state
-        except CheckpointError:
-            pass
-        time.sleep(0.01)
-    raise AssertionError("no checkpoint appeared")
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:

@@ -25,12 +25,7 @@ from er_art.training import TrainingCallbacks, TrainingConfig, resolve_config, r
 TINY = {"z_dim": 8, "width": 8, "projection_steps": 5, "restarts": 2}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(**kw) -> TrainingConfig:

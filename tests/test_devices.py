@@ -24,13 +24,7 @@ import er_art
 from er_art.checkpoint import RUN_CHECKPOINT, read_checkpoint
 from er_art.runs import RUN_JSON, read_run, write_json
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -24,19 +24,15 @@ from torch.utils.data import DistributedSampler
 from typer.testing import CliRunner
 
 import er_art
-from er_art.checkpoint import CheckpointError, read_checkpoint
+from er_art.checkpoint import read_checkpoint
 from er_art.distributed import World, join_world, shard_order
 from er_art.runs import read_run
+from tests.processes import wait_for_checkpoint
 
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------------- the pieces, in-process
@@ -197,20 +193,6 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _wait_for_checkpoint(run_dir: Path, proc: subprocess.Popen, min_step: int) -> dict:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "training ended before it could be killed"
-        try:
-            state = read_checkpoint(run_dir)["training"]
-            if state["global_step"] >= min_step:
-                return state
-        except CheckpointError:
-            pass
-        time.sleep(0.01)
-    raise AssertionError("no checkpoint appeared")
-
-
 @pytest.mark.slow
 @pytest.mark.integration
 def test_two_processes_train_one_model_and_resume_exactly_after_sigkill(tmp_path):
@@ -247,7 +229,7 @@ def test_two_processes_train_one_model_and_resume_exactly_after_sigkill(tmp_path
         env=_env(),
     )
     try:
-        _wait_for_checkpoint(tmp_path / "run", proc, min_step=6)
+        wait_for_checkpoint(tmp_path / "run", proc, min_step=6, timeout=180)
         time.sleep(random.uniform(0.0, 0.05))
     finally:
         for pid in _children(proc.pid):

@@ -14,13 +14,7 @@ from er_art.checkpoint import load_classifier, read_checkpoint, save_classifier
 from er_art.evaluation import generate_adversarial
 from er_art.rse import GaussianNoise, NoisyConv2d, RSEClassifier, RSENet
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def rse_digits(**options) -> RSEClassifier:

@@ -17,13 +17,7 @@ TRAINERS = ["er-pgd", "er-minus", "ecla", "plain", "madry"]
 ATTACK = AttackSettings(eps=0.1, eps_step=0.025, max_iter=5)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets run fastest on one thread (two OpenMP threads thrash on a busy 2-core machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_er():

@@ -22,13 +22,7 @@ from er_art.vae_cla import (
     vae_cla_step,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def vae_digits(**kw) -> VAEClassifier:
