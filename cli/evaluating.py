@@ -40,9 +40,12 @@ def run_options(targets: list[Target], **options: Any) -> dict[str, Any]:
 def records_of(
     target: Target, outcomes: list[Any], world_size: int = 1, **extra: Any
 ) -> list[dict[str, Any]]:
-    """The JSON records of ``outcomes`` on ``target``, computed by ``world_size`` processes."""
+    """The JSON records of ``outcomes`` on ``target``, computed by ``world_size`` processes, each
+    with the versions of er-art, torch, ART, NumPy and Python that computed it."""
     from er_art.evaluation import summarise
+    from er_art.training import package_versions
 
+    versions = package_versions()
     return [
         summarise(
             o,
@@ -50,6 +53,7 @@ def records_of(
             label=target.label,
             defences=defence_names(target),
             world_size=world_size,
+            versions=versions,
             **extra,
         )
         for o in outcomes

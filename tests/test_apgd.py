@@ -9,6 +9,7 @@ import pytest
 import torch
 from art.attacks.evasion import AutoProjectedGradientDescent
 
+from er_art import model_access
 from er_art.apgd import AutoPGD, build_apgd, checkpoints
 from er_art.attack_view import attack_view, encode_targets
 from er_art.attacks import get_attack
@@ -54,7 +55,9 @@ def scripted_run(monkeypatch, script, max_iter=25):
     attack = AutoPGD(linear_classifier(), eps=1e3, eps_step=1.0, max_iter=max_iter)
     monkeypatch.setattr(attack, "_evaluate", script)
     rows = torch.from_numpy(np.eye(5, dtype=np.float32)[[0]])
-    return attack.attack_batch(torch.zeros(1, 1, 4, 4), rows, box=None)
+    # from x itself: a random start within 25 steps of the ball's edge (about 1 run in 5) would
+    # make the projection bind, which the plain-Python rules below leave out
+    return attack.attack_batch(torch.zeros(1, 1, 4, 4), rows, box=None, random_start=False)
 
 
 def paper_rules(start, objective, max_iter=25):
@@ -138,21 +141,43 @@ def test_breaks_exactly_what_a_linear_model_allows(norm):
 
 
 @pytest.mark.parametrize("loss", ["ce", "dlr"])
-def test_no_weaker_than_arts_apgd(trained_digits, sample, loss):
-    """The same budget (one restart of 20 iterations at eps 0.1): robust accuracy no more than two
-    examples above ART's AutoProjectedGradientDescent's, and below the clean accuracy."""
-    x, y = sample
+def test_no_weaker_than_arts_apgd(trained_digits, digits, loss):
+    """At the same budget (one restart of 20 iterations at eps 0.1) er-art's APGD is not
+    significantly weaker than ART's AutoProjectedGradientDescent, by a paired test over every
+    digits test image and three seeds.
+
+    Why paired and one-sided: the two implementations draw other random starts and differ in
+    details (ART counts a rise in condition 1 only above the best loss and returns the last
+    iterate), so on any one model each leaves a few examples robust that the other breaks. Counts
+    of those discordant examples move with a torch, NumPy or ART upgrade (each retrains this
+    model a little differently); their balance does not, unless one attack is weaker. The exact
+    McNemar test on them (a binomial test of "ours robust, ART broken" among the discordant pairs)
+    fails only at p < 0.001. Measured with benchmarks/apgd_vs_art.py (397 images, 5 seeds):
+    CE 54.2 % (ours) vs 54.7 % (ART) robust, DLR 52.6 vs 52.5. What it catches (measured, these
+    three seeds): APGD-DLR at half its iterations (p = 4e-4), at a tenth of its first step (7e-5),
+    APGD-CE at a quarter of its iterations (5e-3, not caught). The earlier version of this test
+    compared our one restart with ART's default of five on 100 images with a 2-example margin:
+    an unequal budget that failed when the retrained model moved (DLR: 52.6 vs 47.7 %)."""
+    from scipy.stats import binomtest
+
+    x, y = digits[2], digits[3]
     view = attack_view(trained_digits, loss)
-    torch.manual_seed(0)
-    ours = AutoPGD(view, eps=0.1, max_iter=20, loss=loss).generate(x, y)
-    np.random.seed(0)
-    art = AutoProjectedGradientDescent(
-        view, norm=np.inf, eps=0.1, eps_step=0.2, max_iter=20, loss_type=None, verbose=False
-    ).generate(x, np.eye(10)[y])
-    acc_ours = robust(trained_digits, ours, y).mean()
-    acc_art = robust(trained_digits, art, y).mean()
-    assert acc_ours <= acc_art + 2 / len(y)
-    assert acc_ours < (predict_labels(trained_digits, x) == y).mean()
+    only_ours_robust = only_art_robust = 0
+    for seed in range(3):
+        torch.manual_seed(seed)
+        ours = AutoPGD(view, eps=0.1, max_iter=20, loss=loss, nb_random_init=1).generate(x, y)
+        np.random.seed(seed)
+        art = AutoProjectedGradientDescent(
+            view, norm=np.inf, eps=0.1, eps_step=0.2, max_iter=20, nb_random_init=1,
+            loss_type=None, verbose=False,
+        ).generate(x, np.eye(10)[y])  # fmt: skip
+        r_ours, r_art = robust(trained_digits, ours, y), robust(trained_digits, art, y)
+        only_ours_robust += int((r_ours & ~r_art).sum())
+        only_art_robust += int((~r_ours & r_art).sum())
+        assert r_ours.mean() < (predict_labels(trained_digits, x) == y).mean()
+    discordant = only_ours_robust + only_art_robust
+    p = binomtest(only_ours_robust, discordant, alternative="greater").pvalue if discordant else 1
+    assert p >= 1e-3, (only_ours_robust, only_art_robust, p)
 
 
 def test_returns_an_adversarial_iterate_or_the_highest_loss_point(trained_digits, sample):
@@ -336,19 +361,33 @@ def test_on_cuda_without_a_host_sync_per_iteration(digits):
 
 # ---------------------------------------------------------------------------- PGD
 def test_pgd_follows_arts_arithmetic_from_x(trained_digits, sample):
-    """From x (num_random_init=0) on a model no iterate breaks, er-art's PGD and ART's
-    ProjectedGradientDescentPyTorch take the same steps and end at the same point."""
+    """From x (no random start), on the examples that none of its iterates misclassifies,
+    er-art's PGD and ART's ProjectedGradientDescentPyTorch take the same steps and end at the same
+    point: there both return their last iterate, so the arithmetic is the same by construction.
+    Examples an iterate breaks differ on purpose (er-art returns that iterate, ART its last one)
+    and are left out; which ones they are depends on the trained fixture (with torch 2.14.1 the
+    first test image is misclassified before any step), so the test picks them by running the
+    attack, not by assuming a model that nothing breaks."""
     from art.attacks.evasion import ProjectedGradientDescent
 
-    x, y = sample[0][:20], sample[1][:20]
+    x, y = sample
     view = attack_view(trained_digits)
-    eps, step = 0.01, 0.004  # too small to break anything: both return their last iterate
-    ours = PGD(view, eps=eps, eps_step=step, max_iter=5).generate(x, y)
+    eps, step = 0.01, 0.004  # small: most examples stay robust at every iterate
+    attack = PGD(view, eps=eps, eps_step=step, max_iter=5)
+    rows = torch.from_numpy(np.eye(10, dtype=np.float32)[y])
+    box = model_access.input_box(view, x.shape[1:])
+    with torch.no_grad():
+        _, broken = attack.attack_batch(torch.from_numpy(x), rows, box, random_start=False)
+    never = ~broken.numpy()
+    assert never.sum() >= len(y) // 2  # enough examples to compare
+    ours = attack.generate(x, y)
     art = ProjectedGradientDescent(
         view, eps=eps, eps_step=step, max_iter=5, num_random_init=0, verbose=False
     ).generate(x, np.eye(10, dtype=np.float32)[y])
-    assert robust(trained_digits, ours, y).all()
-    np.testing.assert_allclose(ours, art, atol=1e-6)
+    assert robust(trained_digits, ours[never], y[never]).all()
+    if not never.all():  # any iterate counts: those come back misclassified
+        assert not robust(trained_digits, ours[~never], y[~never]).any()
+    np.testing.assert_allclose(ours[never], art[never], atol=1e-6)
 
 
 def test_pgd_breaks_exactly_what_a_linear_model_allows():

@@ -144,11 +144,20 @@ def test_apgd_t_lowers_accuracy_and_caps_its_targets(trained_digits, sample):
         get_attack("apgd-t").build(three, eps=0.1)
 
 
-def test_apgd_t_is_at_least_as_strong_as_apgd_ce(trained_digits, sample):
-    x, y = sample
+def test_apgd_t_is_at_least_as_strong_as_apgd_ce(trained_digits, digits):
+    """Nine targeted runs against one untargeted run of the same length, on every digits test
+    image: the examples only APGD-T leaves robust must not significantly outnumber those only
+    APGD-CE leaves robust (one-sided exact McNemar, fails at p < 0.001). A fixed margin of two
+    examples of 48, as before, depends on where the trained fixture lands."""
+    from scipy.stats import binomtest
+
+    x, y = digits[2], digits[3]
     (ce,) = run_attack(trained_digits, x, y, "apgd-ce", [0.15], max_iter=20, restarts=1)
     (t,) = run_attack(trained_digits, x, y, "apgd-t", [0.15], max_iter=20)
-    assert t.accuracy <= ce.accuracy + 2 / len(y)  # nine targeted runs vs one: within an example
+    only_t, only_ce = int((t.robust & ~ce.robust).sum()), int((ce.robust & ~t.robust).sum())
+    p = binomtest(only_t, only_t + only_ce, alternative="greater").pvalue if only_t else 1.0
+    assert p >= 1e-3, (only_t, only_ce, p)
+    assert t.accuracy < t.clean_correct.mean()
 
 
 # ---------------------------------------------------------------------------- EOT
@@ -171,12 +180,13 @@ def noisy(digits):
     return clf
 
 
-def expected_accuracy(clf, x, y, passes: int = 30) -> float:
-    """Accuracy of the mean softmax over many noisy passes (the randomised model's own vote)."""
+def correct_by_vote(clf, x, y, passes: int = 30) -> np.ndarray:
+    """Per example: is the mean softmax over many noisy passes (the randomised model's own vote)
+    the true class?"""
     probs = np.mean(
         [torch.softmax(torch.from_numpy(clf.predict(x)), 1).numpy() for _ in range(passes)], 0
     )
-    return float((probs.argmax(1) == y).mean())
+    return probs.argmax(1) == y
 
 
 def test_randomised_model_is_flagged_unless_eot_is_used(noisy, sample):
@@ -191,17 +201,31 @@ def test_randomised_model_is_flagged_unless_eot_is_used(noisy, sample):
 
 
 def test_eot_gradient_is_stronger_than_a_single_sample(noisy, digits):
-    """PGD on gradients averaged over 32 noisy passes lowers the randomised model's accuracy
-    further than PGD on single-pass gradients, at the same budget and steps."""
+    """PGD on gradients averaged over 32 noisy passes breaks significantly more examples of the
+    randomised model than PGD on single-pass gradients, at the same budget and steps: over three
+    attack seeds, the examples only the single-pass attack leaves correct outnumber those only EOT
+    leaves correct, by a one-sided exact McNemar test at p < 0.001 (paired over the same examples;
+    the gap of a single seed moves by points with the fixture's training).
+
+    Measured (training seeds 0-4): gaps 4.5-10 points, 144-181 discordant examples against 58-85,
+    p <= 6e-5."""
+    from scipy.stats import binomtest
+
     x, y = digits[2], digits[3]
     spec = get_attack("pgd")
-    # no random start: the only randomness left is the model's (seeds 0-3 all gave 6-11 points)
-    common = dict(eps_step=0.05, max_iter=3, restarts=0, batch_size=400, seed=0)
-    single, _, _ = generate_adversarial(noisy, x, y, spec, 0.15, **common)
-    eot, _, used = generate_adversarial(noisy, x, y, spec, 0.15, eot=32, **common)
-    assert used["eot"] == 32
-    acc_single, acc_eot = expected_accuracy(noisy, single, y), expected_accuracy(noisy, eot, y)
-    assert acc_eot < acc_single - 0.03, (acc_single, acc_eot)
+    only_single = only_eot = 0
+    for seed in range(3):
+        # no random start: the only randomness left is the model's
+        common = dict(eps_step=0.05, max_iter=3, restarts=0, batch_size=400, seed=seed)
+        single, _, _ = generate_adversarial(noisy, x, y, spec, 0.15, **common)
+        eot, _, used = generate_adversarial(noisy, x, y, spec, 0.15, eot=32, **common)
+        assert used["eot"] == 32
+        torch.manual_seed(100 + seed)
+        by_single, by_eot = correct_by_vote(noisy, single, y), correct_by_vote(noisy, eot, y)
+        only_single += int((by_single & ~by_eot).sum())
+        only_eot += int((~by_single & by_eot).sum())
+    p = binomtest(only_single, only_single + only_eot, alternative="greater").pvalue
+    assert p < 1e-3, (only_single, only_eot, p)
 
 
 def test_eot_is_refused_by_attacks_that_cannot_use_it(trained_digits, sample):

@@ -155,7 +155,8 @@ def test_fit_learns(small, digits):
     x, y, _, _ = digits
     clf = er_art.build_classifier("test_digits", device_type="cpu", seed=0)
     acc0 = (clf.predict(x[:300]).argmax(1) == y[:300]).mean()
-    clf.fit(x[:600], y[:600], batch_size=64, nb_epochs=4)
+    # 16 epochs: the tiny test net gained 0.31-0.75 over seeds 0-9; 4 epochs gained 0.13 on one
+    clf.fit(x[:600], y[:600], batch_size=64, nb_epochs=16)
     acc1 = (clf.predict(x[:300]).argmax(1) == y[:300]).mean()
     assert acc1 > acc0 + 0.2
 

@@ -6,7 +6,10 @@ import csv
 import json
 from pathlib import Path
 
+import art
+import numpy as np
 import pytest
+import torch
 from er_art.cli.app import app
 from typer.testing import CliRunner
 
@@ -71,6 +74,9 @@ def test_attack_sweep_writes_results_and_plot(runs, tmp_path):
         assert r["method"] == "pgd" and r["norm"] == "inf" and r["n_samples"] == 24
         assert 0.0 <= r["robust_accuracy"] <= r["clean_accuracy"] <= 1.0
         assert r["checkpoint"] == str(er) and "time_s" in r and "success_rate" in r
+        versions = r["versions"]  # what computed the number, for anyone comparing it later
+        assert versions["torch"] == torch.__version__ and versions["numpy"] == np.__version__
+        assert versions["adversarial-robustness-toolbox"] == art.__version__
     accs = [r["robust_accuracy"] for r in records]
     assert accs[0] == records[0]["clean_accuracy"] and accs[2] <= accs[0]
     rows = list(csv.DictReader((out / "results.csv").open()))

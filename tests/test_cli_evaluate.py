@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from er_art.checkpoint import save_classifier
 from er_art.runs import write_json
+from tests.processes import same_seeds_in_subprocesses
 
 pytestmark = pytest.mark.integration
 
@@ -118,6 +119,7 @@ def _robust(path: Path) -> list[tuple[str, float, float]]:
     return [(r["method"], r["eps"], r["robust_accuracy"]) for r in records]
 
 
+@same_seeds_in_subprocesses
 @pytest.mark.slow
 def test_killed_evaluation_resumes_to_the_numbers_of_an_uninterrupted_one(run_dir, tmp_path):
     args = ["evaluate", "-c", str(run_dir), "--eps", "0.1,0.2", "--attacks", "pgd,fgsm,square",

@@ -27,7 +27,7 @@ import er_art
 from er_art.checkpoint import read_checkpoint
 from er_art.distributed import World, join_world, shard_order
 from er_art.runs import read_run
-from tests.processes import wait_for_checkpoint
+from tests.processes import same_seeds_in_subprocesses, wait_for_checkpoint
 
 runner = CliRunner()
 
@@ -261,6 +261,7 @@ def test_two_processes_train_one_model_and_resume_exactly_after_sigkill(tmp_path
     assert _equal(final["optimizers"], saved["optimizers"])
 
 
+@same_seeds_in_subprocesses
 @pytest.mark.slow
 @pytest.mark.integration
 def test_sharded_evaluation_and_attack_equal_one_process(tmp_path, monkeypatch):
