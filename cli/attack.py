@@ -3,7 +3,7 @@
     er-art attack --method pgd --eps 0:0.3:0.05 --out results/ --plot   # converged defaults
     er-art attack --method pgd --eps paper --protocol paper             # the authors' PGD (Table 1)
     er-art attack --method cw-fast --l2-threshold 0.005 --checkpoint runs/mnist-er   # Table 2
-    er-art attack --method all --eps paper   # worst case over pgd, apgd-ce, apgd-dlr, fgsm, square
+    er-art attack --method all --eps paper   # the fast suite: apgd-ce > apgd-t > square, fgsm
     er-art attack --method pgd --eps 0.1,0.2 --out results/ --resume  # continue an interrupted one
     torchrun --standalone --nproc_per_node 2 --no-python er-art attack --method pgd --eps 0.1
 
@@ -21,6 +21,7 @@ import typer
 from er_art.cli.common import fail, parse_key_values, setup_logging, user_errors
 from er_art.cli.evaluating import evaluate_targets, open_store, records_of, run_options
 from er_art.cli.options import (
+    ATTACK_BATCH_SIZE,
     Attacks,
     BatchSize,
     Checkpoints,
@@ -29,6 +30,7 @@ from er_art.cli.options import (
     Device,
     Eot,
     ModelOption,
+    Patience,
     Plot,
     Resume,
     RunDataDir,
@@ -96,10 +98,12 @@ def attack(
         int | None,
         typer.Option(
             "--restarts",
-            help="Random restarts, each on the examples no earlier one broke (PGD, APGD, Square).",
+            help="Random restarts, each on the examples no earlier one broke (PGD, APGD, Square): "
+            "the cap of the stopping rule.",
         ),
     ] = None,
-    batch_size: BatchSize = 128,
+    patience: Patience = None,
+    batch_size: BatchSize = ATTACK_BATCH_SIZE,
     n_samples: Annotated[
         int | None, typer.Option("--n-samples", "-n", help="First N test examples (default 1000).")
     ] = 1000,
@@ -145,6 +149,8 @@ def attack(
     setup_logging(verbose)
     if plot and out is None:
         raise fail("--plot needs --out DIR to write the figure into.")
+    if patience is not None and patience < 0:
+        raise fail(f"--patience must be an integer >= 0 (0: every restart runs), got {patience}.")
     with user_errors():
         world = join(device)  # under torchrun: this process's share of the work
     with reported_errors(world):
@@ -171,6 +177,7 @@ def attack(
                     for flag, value in (
                         ("--max-iter", max_iter),
                         ("--restarts", restarts),
+                        ("--patience", patience),
                         ("--eps-step", eps_step),
                     )
                     if value is not None
@@ -206,6 +213,7 @@ def attack(
             eps_step=eps_step,
             max_iter=max_iter,
             restarts=restarts,
+            patience=patience,
             targeted=targeted,
             seed=seed,
             l2_threshold=l2_threshold,
@@ -230,6 +238,7 @@ def attack(
                     attacks=attack_names_of(attacks),
                     max_iter=max_iter,
                     restarts=restarts,
+                    patience=patience,
                     square_iter=None,
                     params=params,
                     checks=checks,
@@ -246,7 +255,14 @@ def attack(
                         paper_protocol(target.dataset)
                         if protocol == "paper"
                         else AttackRun(
-                            spec.name, spec.name, max_iter, restarts, eps_step, targeted, params
+                            spec.name,
+                            spec.name,
+                            max_iter,
+                            restarts,
+                            eps_step,
+                            targeted,
+                            params,
+                            patience=patience,
                         )
                     )
                     outcomes = attack_sweep(

@@ -7,8 +7,9 @@
     er-art evaluate --checkpoint runs/a --checkpoint runs/b --eps 0:0.3:0.1 --out eval/ --plot
     torchrun --standalone --nproc_per_node 2 --no-python er-art evaluate --eps 0.1 --out eval/
 
-Several attacks per eps (the fast suite, default: PGD, APGD-CE, APGD-DLR, FGSM, Square at their
-converged defaults; or ``--suite standard``: APGD-CE, APGD-T, FAB-T, Square as a cascade with
+Several attacks per eps (the fast suite, default: a cascade of APGD-CE, restarted until its
+restarts stop breaking examples, APGD-T and Square, each on what the earlier ones left robust, with
+FGSM on every example; or ``--suite standard``: APGD-CE, APGD-T, FAB-T, Square as a cascade with
 AutoAttack's parameters), robust accuracy per example as the worst case over every attack run,
 and the sanity checks of docs/EVALUATION.md at every eps, each printed PASS / FAIL /
 UNINFORMATIVE with its numbers. ``--strict`` exits with code 1 when a check fails. Under torchrun
@@ -25,6 +26,7 @@ import typer
 from er_art.cli.common import fail, parse_key_values, setup_logging, user_errors
 from er_art.cli.evaluating import evaluate_targets, open_store, run_options
 from er_art.cli.options import (
+    ATTACK_BATCH_SIZE,
     Attacks,
     BatchSize,
     Checkpoints,
@@ -33,6 +35,7 @@ from er_art.cli.options import (
     Device,
     Eot,
     ModelOption,
+    Patience,
     Plot,
     Resume,
     RunDataDir,
@@ -60,8 +63,9 @@ def evaluate(
         str,
         typer.Option(
             "--suite",
-            help="fast: PGD, APGD-CE, APGD-DLR, FGSM, Square on every example; standard: the "
-            "standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square; comparable to RobustBench).",
+            help="fast: a cascade of APGD-CE (restarts until they stop breaking examples), "
+            "APGD-T, FAB-T, Square, with FGSM on every example; standard: the standard AutoAttack "
+            "(APGD-CE, APGD-T, FAB-T, Square; comparable to RobustBench).",
         ),
     ] = "fast",
     attacks: Attacks = None,
@@ -76,17 +80,19 @@ def evaluate(
         int | None,
         typer.Option(
             "--restarts",
-            help="Random restarts of PGD / APGD / Square (default: each one's own).",
+            help="Random restarts of PGD / APGD / Square: the cap of the stopping rule (default: "
+            "each one's own).",
         ),
     ] = None,
+    patience: Patience = None,
     square_iter: Annotated[
         int | None,
-        typer.Option("--square-iter", help="Square Attack queries per restart (default 1000)."),
+        typer.Option("--square-iter", help="Square Attack queries per restart (default 5000)."),
     ] = None,
     n_samples: Annotated[
         int | None, typer.Option("--n-samples", "-n", help="First N test examples.")
     ] = 1000,
-    batch_size: BatchSize = 128,
+    batch_size: BatchSize = ATTACK_BATCH_SIZE,
     defence: Defences = None,
     device: Device = "auto",
     out: Annotated[
@@ -122,6 +128,8 @@ def evaluate(
     setup_logging(verbose)
     if plot and out is None:
         raise fail("--plot needs --out DIR to write the figure into.")
+    if patience is not None and patience < 0:
+        raise fail(f"--patience must be an integer >= 0 (0: every restart runs), got {patience}.")
     with user_errors():
         world = join(device)  # under torchrun: this process's share of the work
     with reported_errors(world):
@@ -149,6 +157,7 @@ def evaluate(
             attacks=names,
             max_iter=max_iter,
             restarts=restarts,
+            patience=patience,
             square_iter=square_iter,
             params=params,
             checks=checks,
@@ -168,6 +177,7 @@ def evaluate(
                 attacks=names,
                 max_iter=max_iter,
                 restarts=restarts,
+                patience=patience,
                 square_iter=square_iter,
                 params=params,
                 checks=checks,

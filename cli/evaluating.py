@@ -73,9 +73,11 @@ def build_suite(
     restarts: int | None,
     square_iter: int | None,
     params: dict[str, Any],
+    patience: int | None = None,
 ) -> Any:
     """The suite ``name`` for ``target``; the standard one refuses settings of its own."""
     from er_art.evaluation import FAST_ATTACKS, SUITES, fast_suite, standard_suite
+    from er_art.evaluation.suites import SQUARE_QUERIES_FAST
 
     if name not in SUITES:
         raise ValueError(f"Unknown suite {name!r}; accepted: {', '.join(SUITES)}.")
@@ -86,6 +88,7 @@ def build_suite(
                 ("--attacks", attacks),
                 ("--max-iter", max_iter),
                 ("--restarts", restarts),
+                ("--patience", patience),
                 ("--square-iter", square_iter),
                 ("--param", params or None),
             )
@@ -103,8 +106,9 @@ def build_suite(
         names,
         max_iter=max_iter,
         restarts=restarts,
-        square_queries=1000 if square_iter is None else square_iter,
+        square_queries=SQUARE_QUERIES_FAST if square_iter is None else square_iter,
         params=per,
+        patience=patience,
     )
 
 
@@ -125,6 +129,7 @@ def evaluate_targets(
     store: Any,
     progress: Any,
     world: Any = None,
+    patience: int | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
     """The suite and its checks on every target, each table and its checks printed (by rank 0).
 
@@ -141,7 +146,9 @@ def evaluate_targets(
     rows: list[dict[str, Any]] = []
     failed = False
     for target in targets:
-        plan = build_suite(suite, target, attacks, max_iter, restarts, square_iter, params)
+        plan = build_suite(
+            suite, target, attacks, max_iter, restarts, square_iter, params, patience
+        )
         result = evaluate_suite(
             target.classifier,
             target.x,
@@ -158,7 +165,12 @@ def evaluate_targets(
             world=world,
         )
         mine = records_of(target, result.outcomes(), world.size, suite=suite)
-        members = ", ".join(r.key for r in plan.runs)
+        members = (
+            " > ".join(r.key for r in plan.runs)
+            if plan.cascade
+            else ", ".join(r.key for r in plan.runs)
+        )
+        members += "".join(f", {r.key}" for r in plan.independent)
         if world.is_main:
             print_records(mine, f"{target.label}: worst case over {members} ({suite} suite)")
             if result.checks:

@@ -21,7 +21,14 @@ RunDataset = Annotated[
 RunDataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Dataset files (default: the run's).")
 ]
-BatchSize = Annotated[int, typer.Option("--batch-size", help="Attack batch size.")]
+BatchSize = Annotated[
+    int,
+    typer.Option(
+        "--batch-size",
+        help="Examples attacked together (512: the fastest on a 2-core CPU, docs/BENCHMARKS.md).",
+    ),
+]
+ATTACK_BATCH_SIZE = 512
 Defences = Annotated[
     list[str] | None,
     typer.Option(
@@ -34,8 +41,16 @@ Attacks = Annotated[
     str | None,
     typer.Option(
         "--attacks",
-        help="Comma-separated Linf attacks of the fast ensemble "
-        "(default: pgd,apgd-ce,apgd-dlr,fgsm,square).",
+        help="Comma-separated Linf attacks of the fast suite, a cascade in this order (FGSM on "
+        "every example) (default: apgd-ce,apgd-t,fab-t,square,fgsm).",
+    ),
+]
+Patience = Annotated[
+    int | None,
+    typer.Option(
+        "--patience",
+        help="Stop restarting after this many restarts in a row broke no example (PGD, APGD; "
+        "--restarts is the cap; 0: run every restart; default: each attack's own).",
     ),
 ]
 Checks = Annotated[bool, typer.Option("--checks/--no-checks", help="Run the sanity checks.")]
@@ -60,8 +75,8 @@ Threads = Annotated[
     int | None,
     typer.Option(
         "--threads",
-        help="torch CPU threads (default: the architecture's, e.g. 1 for the small nets; else "
-        "torch's).",
+        help="torch CPU threads (default: torch's, one per core; 2 were 1.7-1.9x faster than 1 "
+        "on a 2-core CPU).",
     ),
 ]
 Resume = Annotated[

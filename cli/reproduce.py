@@ -6,10 +6,11 @@
     er-art reproduce --dataset digits --scale smoke --out repro-smoke --methods plain,er-pgd
 
 Trains every method of the paper's Figures 2 and 3 (and Defense-GAN on MNIST and at smoke scale,
-and every trainer a third-party package registers), evaluates each under the paper's PGD, er-art's
-worst case and (RSE, Defense-GAN) adaptive attacks, and writes table.csv, table.md, figure2.png,
-figure3.png, intrinsic_dim.json and checks.json into --out. Running it again with the same --out
-reuses the finished runs and attacks and resumes an interrupted one.
+the control ecla-pgd, the ablations of Figures 4 - 6, and every trainer a third-party package
+registers), evaluates each under the paper's PGD, er-art's worst case and (RSE, Defense-GAN)
+adaptive attacks, and writes table.csv, table.md, figure2.png ... figure6.png, intrinsic_dim.json,
+checks.json and claims.md / claims.json into --out. Running it again with the same --out reuses the
+finished runs and attacks and resumes an interrupted one.
 """
 
 from __future__ import annotations

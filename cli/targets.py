@@ -83,28 +83,18 @@ def load_targets(
 
 
 def set_threads(threads: int | None, targets: list[Target]) -> None:
-    """torch's CPU threads: ``threads``, else the fewest any target's architecture asks for (small
-    nets run fastest on one: two OpenMP threads on a busy machine were up to 10x slower)."""
+    """torch's CPU threads for the attacks: ``threads``, else torch's own default (one per core,
+    or ``OMP_NUM_THREADS``; torchrun sets 1 per process). Measured on a quiet 2-core CPU
+    (benchmarks/bench_cpu_defaults.py, docs/BENCHMARKS.md): two threads ran PGD and APGD 1.7-1.9
+    times faster than one on the digits and MNIST nets. Training keeps its architecture's own
+    thread count (``targets`` is unused since the attacks stopped taking it)."""
     import torch
 
-    from er_art.architectures import get_architecture
-
     if threads is None:
-        wanted = []
-        for t in targets:
-            arch = getattr(t.classifier, "arch", None) or getattr(
-                t.classifier, "er_art_config", {}
-            ).get("arch")
-            if arch:
-                try:
-                    wanted.append(get_architecture(arch).defaults.get("threads"))
-                except LookupError:
-                    pass
-        threads = min((w for w in wanted if w), default=None)
-    elif threads < 1:
+        return
+    if threads < 1:
         raise ValueError(f"--threads must be a positive integer, got {threads}.")
-    if threads is not None:
-        torch.set_num_threads(int(threads))
+    torch.set_num_threads(int(threads))
 
 
 def default_eps(target: Target) -> float:

@@ -200,7 +200,7 @@ def train(
     trainer: Annotated[
         str,
         typer.Option(
-            help="er-pgd, er-minus, ecla, plain, madry, rse, vae-cla, defense-gan "
+            help="er-pgd, er-minus, ecla, ecla-pgd, plain, madry, rse, vae-cla, defense-gan "
             "(er-art plugins trainers)."
         ),
     ] = "er-pgd",
@@ -213,6 +213,13 @@ def train(
     max_iter: Annotated[
         int | None, typer.Option(help="PGD iterations (default: the dataset's).")
     ] = None,
+    eps_warmup: Annotated[
+        int,
+        typer.Option(
+            help="Min-max trainers: grow the training PGD's eps (and step) linearly over the "
+            "first N epochs, eps * (epoch + 1) / N (default 0: the full eps from the start)."
+        ),
+    ] = 0,
     epochs: Annotated[
         int | None, typer.Option(help="Epochs (default: the architecture's, else the dataset's).")
     ] = None,
@@ -225,6 +232,20 @@ def train(
     ] = None,
     lr: Annotated[
         float | None, typer.Option(help="Base learning rate (default: the architecture's).")
+    ] = None,
+    lambda_d: Annotated[
+        float | None,
+        typer.Option(help="ER trainers: lambda of the discriminator (default: the arch's)."),
+    ] = None,
+    lambda_ce: Annotated[
+        float | None,
+        typer.Option(help="ER trainers: lambda_0 of the cross-entropy (default: the arch's)."),
+    ] = None,
+    lambda_reg: Annotated[
+        float | None,
+        typer.Option(
+            help="ER trainers: lambda_1 of the encoder regularisation (default: the arch's)."
+        ),
     ] = None,
     seed: Annotated[
         int, typer.Option(help="Random seed (weights, data order, prior, attack).")
@@ -294,8 +315,12 @@ def train(
                     "--eps": eps is not None,
                     "--eps-step": eps_step is not None,
                     "--max-iter": max_iter is not None,
+                    "--eps-warmup": eps_warmup != 0,
                     "--batch-size": batch_size is not None,
                     "--lr": lr is not None,
+                    "--lambda-d": lambda_d is not None,
+                    "--lambda-ce": lambda_ce is not None,
+                    "--lambda-reg": lambda_reg is not None,
                     "--seed": seed != 0,
                     "--amp": amp,
                     "--limit": limit is not None,
@@ -331,9 +356,13 @@ def train(
                     eps=eps,
                     eps_step=eps_step,
                     max_iter=max_iter,
+                    eps_warmup=eps_warmup,
                     epochs=epochs,
                     batch_size=batch_size,
                     lr=lr,
+                    lambda_d=lambda_d,
+                    lambda_ce=lambda_ce,
+                    lambda_reg=lambda_reg,
                     seed=seed,
                     device=device,
                     amp=amp,

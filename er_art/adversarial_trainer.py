@@ -234,6 +234,9 @@ class ERAdversarialTrainer(Trainer):
         (default 0.5, the authors' ``(CE_clean + CE_adv) / 2``).
     :param use_predictions: attack the model's own clean predictions instead of the true labels
         (default ``False``; the authors' code does ``True``). Accuracy always uses the true labels.
+    :param regularize: train the discriminator and regularise the encoder (Algorithm 1, default);
+        ``False`` trains the encoder and head on the same min-max cross-entropy alone (E-CLA +
+        min-max, the control that isolates what the regulariser adds to adversarial training).
     :param dataset: dataset name or :class:`~er_art.datasets.DatasetSpec` whose PGD defaults fill
         ``eps``/``eps_step``/``max_iter`` (default: the dataset named like the architecture).
     :param batch_size: default batch size of :meth:`fit` (default 128).
@@ -253,6 +256,7 @@ class ERAdversarialTrainer(Trainer):
         dataset: str | DatasetSpec | None = None,
         batch_size: int = 128,
         nb_epochs: int = 20,
+        regularize: bool = True,
     ) -> None:
         if not isinstance(classifier, ERClassifier):
             raise ValueError(
@@ -275,6 +279,7 @@ class ERAdversarialTrainer(Trainer):
         self.num_random_init = int(num_random_init)
         self.ratio = float(ratio)
         self.use_predictions = bool(use_predictions)
+        self.regularize = bool(regularize)
         self.batch_size = int(batch_size)
         self.nb_epochs = int(nb_epochs)
         self.attack = build_pgd(
@@ -302,7 +307,7 @@ class ERAdversarialTrainer(Trainer):
         x_adv = self.adversarial_examples(x, y)
         x_t, y_t = clf._prepare_batch(x, y)
         x_adv_t, _ = clf._prepare_batch(x_adv, y)
-        return clf.train_step(x_t, y_t, x_adv_t, adv_ratio=self.ratio)
+        return clf.train_step(x_t, y_t, x_adv_t, adv_ratio=self.ratio, regularize=self.regularize)
 
     def _labels(self, y: np.ndarray | torch.Tensor) -> torch.Tensor:
         y_t = y if isinstance(y, torch.Tensor) else torch.from_numpy(np.asarray(y))

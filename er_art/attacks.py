@@ -86,6 +86,10 @@ class AttackSpec:
     )
     max_iter_param: str | None = "max_iter"  # ART's name of the iteration count (None: has none)
     restarts_param: str | None = None  # ART's name of the random-restart count (None: has none)
+    # the stopping rule (er_art.evaluation.stopping): restarts go on until `patience` in a row
+    # break nothing, at least `min_restarts`, at most the restart count; None: all of them run
+    patience: int | None = None
+    min_restarts: int = 1
     targeted: bool = True  # supports targeted attacks
     eot: bool = False  # reads gradients through er_art.attack_view, so --eot N averages them
     # eps values are the paper's normalised L2 thresholds ||delta||_2 / d (Table 2), not absolute

@@ -310,6 +310,9 @@ class _Run:
         with _StopFlag() as stop, world.averaging_gradients(optimizers):
             while self.epoch < cfg.epochs:  # type: ignore[operator]
                 self.callbacks.on_epoch_start(self.epoch, cfg.epochs, self.step, self.steps)  # type: ignore[arg-type]
+                if cfg.eps_warmup:  # this epoch's training eps (a pure function of the epoch)
+                    settings = attack_settings(cfg, self.epoch)
+                    self.step_fn = self.trainer.make_step(self.clf, settings, amp=cfg.amp)
                 order = world.shard(epoch_order(cfg.seed, self.epoch, len(self.source)))
                 self._shown = {}  # the first step of an epoch reads its values back
                 for x_b, y_b in self.source.batches(order, self.step, self.steps):

@@ -167,6 +167,33 @@ def as_er(classifier: PyTorchClassifier) -> ERClassifier:
     return classifier
 
 
+def er_min_max_trainer(
+    name: str,
+    classifier: PyTorchClassifier,
+    attack: AttackSettings | None,
+    *,
+    regularize: bool = True,
+    **fit_defaults: Any,
+) -> Any:
+    """The :class:`~er_art.adversarial_trainer.ERAdversarialTrainer` of trainer ``name`` with the
+    min-max PGD ``attack`` (``er-pgd``; ``ecla-pgd`` with ``regularize=False``)."""
+    from er_art.adversarial_trainer import ERAdversarialTrainer
+
+    if attack is None:
+        raise ValueError(f"Trainer {name!r} needs attack settings (eps, eps_step, max_iter).")
+    return ERAdversarialTrainer(
+        as_er(classifier),
+        eps=attack.eps,
+        eps_step=attack.eps_step,
+        max_iter=attack.max_iter,
+        num_random_init=attack.num_random_init,
+        ratio=attack.adv_ratio,
+        use_predictions=attack.use_predictions,
+        regularize=regularize,
+        **fit_defaults,
+    )
+
+
 def algorithm1_batch_step(classifier: PyTorchClassifier, regularize: bool = True) -> BatchStep:
     """Algorithm 1 per clean batch (``regularize=False``: cross-entropy only)."""
     clf = as_er(classifier)

@@ -52,10 +52,18 @@ class TrainingConfig:
         False  # attack the model's clean predictions (authors' code) instead of labels
     )
     adv_ratio: float = 0.5  # ER min-max: weight of CE(adv)
+    # min-max trainers: the training PGD's eps (and step) grow linearly over the first N epochs,
+    # eps * (epoch + 1) / N, then stay at eps (0: the full eps from the first step)
+    eps_warmup: int = 0
     epochs: int | None = None  # None: the architecture's (defaults["epochs"]), else the dataset's
     # the global batch: under torchrun split evenly over the processes (None: the dataset's)
     batch_size: int | None = None
     lr: float | None = None  # base learning rate (None: the architecture's)
+    # ER trainers: lambda (discriminator), lambda_0 (cross-entropy), lambda_1 (encoder
+    # regularisation) of Algorithm 1 (None: the architecture's, recorded resolved in run.json)
+    lambda_d: float | None = None
+    lambda_ce: float | None = None
+    lambda_reg: float | None = None
     seed: int = 0  # seeds weights, data order, priors and attacks
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = False  # bfloat16 autocast in training (the critic stays in float32)
@@ -143,6 +151,7 @@ def resolve_config(config: TrainingConfig) -> TrainingConfig:
     cfg.batch_size = _positive_int(
         "batch size", spec.batch_size if cfg.batch_size is None else cfg.batch_size
     )
+    _resolve_lambdas(cfg, trainer.kind, {**ER_FALLBACKS, **arch.defaults})
     if cfg.lr is None:
         cfg.lr = {**ER_FALLBACKS, **arch.defaults}["lr"]
     if not (isinstance(cfg.lr, (int, float)) and cfg.lr > 0):  # also rejects NaN
@@ -175,21 +184,58 @@ def resolve_config(config: TrainingConfig) -> TrainingConfig:
         _positive_int("num random init", cfg.num_random_init, minimum=0)
         if not 0.0 < cfg.adv_ratio <= 1.0:
             raise ValueError(f"adversarial ratio must be in (0, 1], got {cfg.adv_ratio}.")
+        _positive_int("eps warm-up", cfg.eps_warmup, minimum=0)
     else:
         if cfg.eps is not None or cfg.eps_step is not None or cfg.max_iter is not None:
             logger.warning(
                 "trainer %r does not attack; eps / eps step / max iter are ignored", trainer.name
             )
+        if cfg.eps_warmup:
+            raise ValueError(
+                f"Trainer {trainer.name!r} does not attack while training; drop --eps-warmup."
+            )
         cfg.eps = cfg.eps_step = cfg.max_iter = None
     return cfg
 
 
-def attack_settings(cfg: TrainingConfig) -> AttackSettings | None:
+LAMBDAS = {"lambda_d": "--lambda-d", "lambda_ce": "--lambda-ce", "lambda_reg": "--lambda-reg"}
+
+
+def _resolve_lambdas(cfg: TrainingConfig, kind: str, defaults: dict[str, Any]) -> None:
+    """Algorithm 1's lambdas: the architecture's where not given; finite and >= 0; only for the
+    ER trainers (the others have none)."""
+    for name, flag in LAMBDAS.items():
+        value = getattr(cfg, name)
+        if kind != "er":
+            if value is not None:
+                raise ValueError(
+                    f"Trainer {cfg.trainer!r} has no lambdas of Algorithm 1; drop {flag}."
+                )
+            continue
+        value = defaults[name] if value is None else value
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+            raise ValueError(f"{flag} must be a number >= 0, got {value!r}.")
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"{flag} must be a finite number >= 0, got {value!r}.")
+        setattr(cfg, name, float(value))
+
+
+def warmup_factor(cfg: TrainingConfig, epoch: int) -> float:
+    """The fraction of the training eps used in ``epoch`` (0-based) under ``cfg.eps_warmup``."""
+    if not cfg.eps_warmup:
+        return 1.0
+    return min(1.0, (int(epoch) + 1) / int(cfg.eps_warmup))
+
+
+def attack_settings(cfg: TrainingConfig, epoch: int | None = None) -> AttackSettings | None:
+    """The training PGD of a resolved config; in ``epoch`` under an eps warm-up, its eps and step
+    scaled by :func:`warmup_factor`."""
     if cfg.eps is None or cfg.eps_step is None or cfg.max_iter is None:
         return None
+    factor = 1.0 if epoch is None else warmup_factor(cfg, epoch)
     return AttackSettings(
-        eps=cfg.eps,
-        eps_step=cfg.eps_step,
+        eps=factor * cfg.eps,
+        eps_step=factor * cfg.eps_step,
         max_iter=cfg.max_iter,
         num_random_init=cfg.num_random_init,
         use_predictions=cfg.use_predictions,
@@ -211,6 +257,9 @@ def build_for(cfg: TrainingConfig, spec: DatasetSpec) -> PyTorchClassifier:
     )
     if arch.kind == "er":
         common["prior"] = cfg.prior
+        for name in LAMBDAS:  # None (a run.json from before they were recorded): the arch's
+            if getattr(cfg, name) is not None:
+                common[name] = getattr(cfg, name)
     return build_classifier(
         cfg.arch,  # type: ignore[arg-type]
         embedding_dim=cfg.embedding_dim,  # type: ignore[arg-type]

@@ -77,6 +77,10 @@ def test_attack_sweep_writes_results_and_plot(runs, tmp_path):
         versions = r["versions"]  # what computed the number, for anyone comparing it later
         assert versions["torch"] == torch.__version__ and versions["numpy"] == np.__version__
         assert versions["adversarial-robustness-toolbox"] == art.__version__
+        # what the restarts did: the stopping rule's evidence (docs/EVALUATION.md)
+        assert r["stopped_by"] in ("patience", "cap", "all broken")
+        assert r["restarts_run"] <= r["restarts"] and r["stopping_rule"]["cap"] == r["restarts"]
+        assert len(r["breaks_per_restart"]) == r["restarts_run"]
     accs = [r["robust_accuracy"] for r in records]
     assert accs[0] == records[0]["clean_accuracy"] and accs[2] <= accs[0]
     rows = list(csv.DictReader((out / "results.csv").open()))
@@ -169,8 +173,9 @@ def test_method_all_prints_worst_case_and_checks(runs, tmp_path):
         assert name in result.output
     assert "PASS" in result.output or "FAIL" in result.output
     records = json.loads((out / "results.json").read_text())
-    # the checks' doubled PGD counts in the worst case too
-    assert [r["method"] for r in records] == ["pgd", "fgsm", "square", "pgd-x2", "worst-case"]
+    # the cascade (PGD > Square), FGSM on every example, the checks' doubled-steps PGD on what
+    # every attack left robust, which counts in the worst case too
+    assert [r["method"] for r in records] == ["pgd", "square", "fgsm", "pgd-x2", "worst-case"]
     checks = json.loads((out / "checks.json").read_text())
     assert len(checks) == 5 and {c["status"] for c in checks} <= {"PASS", "FAIL", "UNINFORMATIVE"}
 

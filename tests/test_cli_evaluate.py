@@ -72,6 +72,10 @@ def test_paper_protocol_is_the_authors_pgd(run_dir, tmp_path):
         (["evaluate", "--suite", "slow"], "fast, standard"),
         (["evaluate", "--eot", "0"], "--eot"),
         (["attack", "--method", "deepfool", "--eot", "3"], "does not support --eot"),
+        (["attack", "--patience", "-1"], "--patience must be an integer >= 0"),
+        (["evaluate", "--patience", "-2"], "--patience must be an integer >= 0"),
+        (["evaluate", "--suite", "standard", "--patience", "4"], "drop --patience"),
+        (["attack", "--protocol", "paper", "--patience", "4"], "drop --patience"),
     ],
 )
 def test_bad_evaluation_options_are_one_sentence(run_dir, args, message):

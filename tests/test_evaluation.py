@@ -249,11 +249,14 @@ def test_ensemble_worst_case_is_no_better_than_any_attack(trained_digits, sample
     assert sorted(by_eps) == [0.1, 0.2]
     for outcomes in by_eps.values():
         *attacks, worst = outcomes
+        # a cascade (PGD, then Square on what PGD left robust) and FGSM on every example
         assert worst.method == "worst-case" and [o.method for o in attacks] == [
             "pgd",
-            "fgsm",
             "square",
+            "fgsm",
         ]
+        pgd, square, _ = attacks
+        assert not (square.robust & ~pgd.robust).any()
         assert worst.robust.mean() <= min(o.robust.mean() for o in attacks)
     with pytest.raises(ValueError, match="norm"):
         evaluate_ensemble(trained_digits, x, y, [0.1], ["pgd", "deepfool"])
@@ -267,7 +270,7 @@ def test_sanity_checks_on_a_trained_model(trained_digits, sample):
     assert names == [
         "deterministic predictions",
         "chance at full range",
-        "more iterations do not help the model",
+        "more iterations and restarts do not help",
         "iterative at least as strong as single-step",
         "white-box at least as strong as black-box",
     ]

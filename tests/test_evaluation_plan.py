@@ -12,6 +12,7 @@ from er_art.evaluation import (
     AttackOutcome,
     AttackRun,
     EvaluationStore,
+    RestartEvidence,
     Suite,
     check_iterative_beats_single_step,
     check_more_iterations,
@@ -23,6 +24,7 @@ from er_art.evaluation import (
     unit_seed,
 )
 from er_art.evaluation.store import ATTACKS_VERSION, MANIFEST
+from er_art.evaluation.suites import CASCADE_PATIENCE
 
 CHEAP = fast_suite(("pgd", "fgsm", "square"), max_iter=3, restarts=2, square_queries=10)
 
@@ -118,7 +120,8 @@ def test_a_store_from_other_attack_code_is_not_resumed(tmp_path):
     (tmp_path / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="another version of er-art's attacks") as err:
         EvaluationStore.open(tmp_path, options, resume=True)
-    assert "\n" not in str(err.value) and "attacks_version 1, now 2" in str(err.value)
+    assert "\n" not in str(err.value)
+    assert f"attacks_version 1, now {ATTACKS_VERSION}" in str(err.value)
 
 
 def test_an_interrupted_evaluation_resumes_to_the_same_numbers(
@@ -190,17 +193,29 @@ def test_a_cascade_attacks_only_what_is_still_robust(trained_digits, sample):
 
 def test_fast_suite_settings():
     suite = fast_suite(max_iter=7, restarts=3, square_queries=50)
-    runs = {r.key: r for r in suite.runs}
-    assert [r.key for r in suite.runs] == ["pgd", "apgd-ce", "apgd-dlr", "fgsm", "square"]
-    assert runs["pgd"].max_iter == 7 and runs["pgd"].restarts == 3
+    runs = {r.key: r for r in (*suite.runs, *suite.independent)}
+    # a cascade, the primary first; FGSM (the single-step reference) on every example
+    assert suite.cascade and [r.key for r in suite.runs] == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert [r.key for r in suite.independent] == ["fgsm"] and suite.primary == "apgd-ce"
+    assert runs["apgd-ce"].max_iter == 7 and runs["apgd-ce"].restarts == 3
     assert runs["fgsm"].max_iter is None and runs["fgsm"].restarts is None  # FGSM stays FGSM
     assert runs["square"].max_iter == 50
-    doubled = runs["pgd"].doubled()
-    assert (doubled.key, doubled.max_iter, doubled.restarts) == ("pgd-x2", 14, 6)
-    defaults = fast_suite().runs[0].doubled()
+    doubled = runs["apgd-ce"].doubled()
+    assert (doubled.key, doubled.max_iter, doubled.restarts) == ("apgd-ce-x2", 14, 6)
+    # in a cascade the restarting attacks stop after CASCADE_PATIENCE restarts that break nothing;
+    # alone, after their own patience
+    defaults = fast_suite().runs[0]
     spec = defaults.spec
-    assert defaults.max_iter == 2 * spec.defaults["max_iter"]
-    assert defaults.restarts == 2 * spec.defaults[spec.restarts_param]
+    assert defaults.resolved_patience() == CASCADE_PATIENCE < spec.patience
+    assert fast_suite(("apgd-ce",)).runs[0].resolved_patience() == spec.patience
+    # the convergence check: twice the steps; the restarts keep the stopping rule
+    check_run = defaults.doubled_steps()
+    assert check_run.max_iter == 2 * spec.defaults["max_iter"] and check_run.restarts is None
+    assert check_run.resolved_patience() == CASCADE_PATIENCE
+    # a fixed count (restarts no more than the patience): its restarts double instead
+    fixed = fast_suite(restarts=2).runs[0]
+    assert fixed.resolved_patience() is None and fixed.doubled_steps().restarts == 4
+    assert [r.key for r in fast_suite(("square", "pgd")).runs] == ["pgd", "square"]
     with pytest.raises(ValueError, match="norm"):
         fast_suite(("pgd", "cw"))
 
@@ -226,7 +241,7 @@ def test_checks_run_at_every_eps_and_square_meets_the_strongest_white_box(traine
     assert by_name["deterministic predictions"] == [0.0]
     assert by_name["chance at full range"] == [1.0]
     for name in (
-        "more iterations do not help the model",
+        "more iterations and restarts do not help",
         "iterative at least as strong as single-step",
         "white-box at least as strong as black-box",
     ):
@@ -237,8 +252,76 @@ def test_checks_run_at_every_eps_and_square_meets_the_strongest_white_box(traine
         square = next(
             c for c in result.checks if c.name.startswith("white-box") and c.values["eps"] == eps
         )
-        assert square.values["whitebox"] == min(o.accuracy for o in whitebox)
+        # the cascade: Square after PGD, compared with what PGD left robust
+        pgd = next(o for o in outs if o.method == "pgd")
+        assert square.values["whitebox"] == pgd.accuracy >= min(o.accuracy for o in whitebox)
         assert outs[-1].method == "worst-case"
         assert "pgd-x2" in [o.method for o in outs]  # the checks' attacks count in the worst case
         assert outs[-1].accuracy <= min(o.accuracy for o in outs[:-1])
     json.dumps([c.as_dict() for c in result.checks])
+
+
+# ---------------------------------------------------------------------------- cascade, convergence
+def test_a_cascade_gives_the_worst_case_of_the_same_attacks_run_separately(trained_digits, digits):
+    """Per example, the worst case of a cascade (each attack on what the earlier ones left robust)
+    equals the worst case of the same attacks each run on every example. Shown with attacks whose
+    outcome for an example depends on that example alone (BIM and PGD from x, FGSM): an attack
+    with random starts draws them per chunk of examples, and a cascade hands it other chunks, so
+    there the equality holds in distribution, not example by example."""
+    x, y = digits[2][:120], digits[3][:120]
+    runs = (
+        AttackRun("fgsm", "fgsm"),
+        AttackRun("bim", "bim", max_iter=5),
+        AttackRun("pgd", "pgd", max_iter=5, restarts=0),
+    )
+    together = evaluate_suite(
+        trained_digits, x, y, [0.1, 0.15], Suite("c", runs, cascade=True), checks=False
+    )
+    apart = evaluate_suite(
+        trained_digits, x, y, [0.1, 0.15], Suite("s", runs, cascade=False), checks=False
+    )
+    for eps in (0.1, 0.15):
+        cascade, separate = together.worst_case(eps), apart.worst_case(eps)
+        np.testing.assert_array_equal(cascade.robust, separate.robust)
+        assert 0 < cascade.robust.sum() < cascade.clean_correct.sum()  # a case worth comparing
+        # later attacks of the cascade saw only the survivors: never more robust than before
+        first, *later = together.by_eps[eps][:-1]
+        for outcome in later:
+            assert not (outcome.robust & ~first.robust).any()
+
+
+class Totals:
+    """A progress hook that records how many examples (times restarts) each unit attacked."""
+
+    def __init__(self):
+        self.started = []
+
+    def start(self, description, total):
+        self.started.append((description, total))
+
+    def advance(self, n):
+        pass
+
+    def end(self):
+        pass
+
+
+def test_the_convergence_check_attacks_only_what_every_attack_left_robust(trained_digits, sample):
+    x, y = sample
+    suite = fast_suite(
+        ("pgd", "square", "fgsm"), max_iter=3, restarts=6, square_queries=10, patience=2
+    )
+    hook = Totals()
+    result = evaluate_suite(trained_digits, x, y, [0.1], suite, progress=hook)
+    outs = {o.method: o for o in result.by_eps[0.1]}
+    before = outs["pgd"].robust & outs["square"].robust & outs["fgsm"].robust
+    (total,) = [t for d, t in hook.started if "pgd-x2 eps=0.1" in d]
+    assert total == before.sum() * 6  # the survivors, times the restart cap (the same rule)
+    doubled = outs["pgd-x2"]
+    assert doubled.settings["max_iter"] == 6 and not (doubled.robust & ~before).any()
+    check = next(c for c in result.checks if c.name.startswith("more iterations"))
+    evidence = RestartEvidence.from_settings(outs["pgd"].settings)
+    assert check.values["restarts_run"] == evidence.restarts_run
+    assert check.values["stopped_by"] == evidence.stopped_by
+    assert check.values["accuracy"] == pytest.approx(before.mean())
+    assert check.values["accuracy_stronger"] == pytest.approx(doubled.accuracy)

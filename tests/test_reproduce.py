@@ -187,6 +187,7 @@ def test_methods_table_has_every_method_of_figures_2_and_3():
     fig3 = {m.name for m in METHODS.values() if 3 in m.figures}
     assert fig2 == {"plain", "madry", "rse", "er-minus", "er-pgd"}
     assert {"ecla", "vae-cla", "er-minus"} <= fig3
+    assert "ecla-pgd" in METHODS and "ecla-pgd" in fig3  # the control, next to er-pgd
     assert METHODS["rse"].adaptive == "eot" and METHODS["defense-gan"].adaptive == "defense-gan"
     smoke = {m.name for m in candidate_methods("digits", SCALES["smoke"])}
     assert set(METHODS) <= smoke  # every code path at smoke scale, Defense-GAN included
@@ -239,6 +240,15 @@ def test_cpu_plan_scales_mnist_down_and_says_so(tmp_path):
     assert by["er-pgd"].max_iter == 10 and by["er-pgd"].use_predictions
     assert by["plain"].max_iter is None  # no min-max: no training PGD
     assert plan.paper_eps == [round(0.05 * i, 3) for i in range(9)]
+    # the key comparison on enough images for +-4 points; the others on fewer
+    n_worst = {m.name: plan.n_for("worst-case", m, 10000) for m in plan.methods}
+    assert n_worst["er-pgd"] == n_worst["ecla-pgd"] == n_worst["madry"] == 600
+    assert n_worst["plain"] == n_worst["er-minus-cauchy"] == 200
+    # the ablations on MNIST: Table 3's intrinsic dimension, Madry's eps 0.1, 0.2, 0.4
+    assert (
+        by["er-minus-k-intrinsic"].embedding_dim == 13 and by["er-minus-k-half"].embedding_dim == 2
+    )
+    assert [by[f"madry-eps{p}"].eps for p in (33, 67, 133)] == pytest.approx([0.1, 0.2, 0.4])
     text = "\n".join(plan.deviations(n_test=10000))
     for expected in (
         "architecture mnist-small (paper: mnist)",
@@ -247,8 +257,16 @@ def test_cpu_plan_scales_mnist_down_and_says_so(tmp_path):
         "paper protocol: eps 0..0.4 step 0.05 (paper: 0..0.4 step 0.025)",
         "paper protocol: the first 500 test images (paper: all)",
         "Defense-GAN projection: L = 20 steps from R = 2 starts (paper: L = 200, R = 10)",
+        "600 for the key comparison (madry, er-pgd, ecla-pgd)",
     ):
         assert expected in text, text
+    # the worst case at er-art's converged defaults: no budget of the suite is cut at this scale
+    from er_art.evaluation.suites import SQUARE_QUERIES_FAST
+
+    cpu = plan.scale
+    assert (cpu.suite_restarts, cpu.suite_max_iter, cpu.adaptive_restarts) == (None, None, None)
+    assert cpu.square_queries == SQUARE_QUERIES_FAST and cpu.square_restarts is None
+    assert "per attack" not in text and "queries" not in text and "PGD 4 restarts" not in text
 
 
 def test_paper_plan_is_the_authors_settings(tmp_path):
@@ -434,13 +452,115 @@ def test_cli_runs_and_reuses(monkeypatch, tmp_path):
     assert again.exit_code == 0 and "[ecla] reusing the finished run" in again.output
 
 
+# ---------------------------------------------------------------------------- uncertainty
+def row(method, protocol, robust, eps=0.1):
+    robust = np.asarray(robust, dtype=bool)
+    return reproduce_protocols.Row(method, eps, protocol, robust.mean(), len(robust), None, robust)
+
+
+def test_rows_carry_their_wilson_interval():
+    r = row("er-pgd", "worst-case", [True] * 81 + [False] * 182)
+    low, high = r.interval
+    assert (round(low, 4), round(high, 4)) == (0.2553, 0.3662)  # Newcombe (1998): 81 of 263
+    csv_row = r.as_csv()
+    assert csv_row["ci_low"] == "0.2553" and csv_row["ci_high"] == "0.3662"
+    assert tuple(csv_row) == COLUMNS
+
+
+def test_paired_comparisons_use_the_same_examples_and_say_when_nothing_is_shown():
+    from er_art.reproduce.tables import paired_comparisons
+
+    a = [True] * 30 + [False] * 10 + [True] * 2 + [False] * 58
+    b = [True] * 30 + [True] * 10 + [False] * 2 + [False] * 58  # 10 vs 2 discordant
+    close = [True] * 31 + [False] * 69
+    rows = [
+        row("er-pgd", "worst-case", b),
+        row("madry", "worst-case", a),
+        row("ecla-pgd", "worst-case", close),
+        row("plain", "worst-case", [False] * 50),  # fewer images: paired on the first 50
+        row("rse", "paper", [False] * 100),  # another protocol: not paired
+    ]
+    tests = {(t["a"], t["b"]): t for t in paired_comparisons(rows)}
+    assert set(tests) == {("er-pgd", "madry"), ("er-pgd", "ecla-pgd"), ("er-pgd", "plain")}
+    t = tests["er-pgd", "madry"]
+    assert (t["only_a"], t["only_b"], t["n"]) == (10, 2, 100)
+    assert t["p"] == pytest.approx(2 * 79 / 4096)
+    t = tests["er-pgd", "plain"]
+    assert (t["only_a"], t["only_b"], t["n"]) == (40, 0, 50)
+
+
+def test_the_undertrained_flag_fires_on_a_deliberately_short_run(monkeypatch, tmp_path):
+    """Madry's baseline trained for one epoch against No Defense trained for eight: table.md flags
+    it (its clean accuracy is more than 2 points below its plain counterpart's)."""
+    from er_art.reproduce.tables import undertrained
+
+    monkeypatch.setitem(
+        METHODS, "plain", dataclasses.replace(METHODS["plain"], train={"smoke": {"epochs": 8}})
+    )
+    monkeypatch.setitem(
+        METHODS, "madry", dataclasses.replace(METHODS["madry"], train={"smoke": {"epochs": 1}})
+    )
+    result = reproduce(
+        "digits", TINY, tmp_path, methods=["plain", "madry"], train_overrides={"limit": 300}
+    )
+    flagged = undertrained(result)
+    assert set(flagged) == {"madry"} and "`plain`" in flagged["madry"]
+    text = (tmp_path / "table.md").read_text()
+    assert "**undertrained**" in text and "- undertrained: `madry`" in text
+    for r in read_table(tmp_path):
+        assert float(r["ci_low"]) <= float(r["robust_accuracy"]) <= float(r["ci_high"])
+
+
+def test_each_ablation_trains_its_one_change_and_appears_in_the_table(tmp_path):
+    """Figures 4 - 6: each variant is its base method with one setting changed (the prior, the
+    embedding dimension, Madry's training eps), has rows in table.csv, its figure and its paired
+    test against the base; claims.md reads the ablation claims."""
+    ablations = {
+        "er-minus": ["er-minus-uniform", "er-minus-cauchy", "er-minus-k-half",
+                     "er-minus-k-double", "er-minus-k-intrinsic"],
+        "madry": ["madry-eps33", "madry-eps67", "madry-eps133"],
+    }  # fmt: skip
+    names = [m for base, variants in ablations.items() for m in (base, *variants)]
+    result = reproduce("digits", TINY, tmp_path, methods=names, train_overrides=TINY_TRAIN)
+    config = {m.name: m.config for m in result.methods}
+    assert config["er-minus"]["prior"] == "gaussian" and config["er-minus"]["embedding_dim"] == 8
+    assert config["er-minus-uniform"]["prior"] == "uniform"
+    assert config["er-minus-cauchy"]["prior"] == "cauchy"
+    assert [config[f"er-minus-k-{k}"]["embedding_dim"] for k in ("half", "double")] == [4, 16]
+    # digits is not in the paper's Table 3: er-art's estimate (`er-art train --embedding-dim auto`)
+    from er_art.datasets import get_dataset
+    from er_art.training_config import auto_embedding_dim
+
+    expected = auto_embedding_dim(get_dataset("digits"), None)
+    assert config["er-minus-k-intrinsic"]["embedding_dim"] == expected != 8
+    eps = config["madry"]["eps"]
+    for name, factor in (("madry-eps33", 1 / 3), ("madry-eps67", 2 / 3), ("madry-eps133", 4 / 3)):
+        assert config[name]["eps"] == pytest.approx(factor * eps, abs=1e-6)
+        assert config[name]["eps_step"] == pytest.approx(factor * config["madry"]["eps_step"],
+                                                         abs=1e-6)  # fmt: skip
+        assert config[name]["epochs"] == config["madry"]["epochs"]
+    rows = read_table(tmp_path)
+    for name in names:
+        assert {"paper", "worst-case"} <= {r["protocol"] for r in rows if r["method"] == name}
+    for figure in ("figure4.png", "figure5.png", "figure6.png"):
+        assert (tmp_path / figure).is_file(), figure
+    text = (tmp_path / "table.md").read_text()
+    assert "| `er-minus` | `er-minus-cauchy` | worst-case |" in text
+    assert "| `madry` | `madry-eps133` | worst-case |" in text
+    claims = json.loads((tmp_path / "claims.json").read_text())
+    prior = next(c for c in claims["claims"] if c["key"] == "gaussian-prior")
+    assert prior["protocols"]["worst-case"]["verdict"] in ("held", "not held", "inconclusive")
+    assert (tmp_path / "claims.md").is_file()
+
+
 # ---------------------------------------------------------------------------- end to end
 @pytest.mark.slow
 def test_smoke_reproduce_every_method_end_to_end(monkeypatch, tmp_path):
     out = tmp_path / "repro"
     result = reproduce("digits", TINY, out, train_overrides=TINY_TRAIN)
-    for name in ("table.csv", "table.md", "figure2.png", "figure3.png", "intrinsic_dim.json",
-                 "checks.json", "reproduce.json"):  # fmt: skip
+    for name in ("table.csv", "table.md", "figure2.png", "figure3.png", "figure4.png",
+                 "figure5.png", "figure6.png", "intrinsic_dim.json", "checks.json",
+                 "reproduce.json", "claims.md", "claims.json"):  # fmt: skip
         assert (out / name).is_file(), name
     rows = read_table(out)
     assert sorted(result.trained) == sorted(m.name for m in result.plan.methods)
@@ -450,6 +570,7 @@ def test_smoke_reproduce_every_method_end_to_end(monkeypatch, tmp_path):
     for r in rows:
         assert r["protocol"] in ("paper", "worst-case", "adaptive")
         assert 0.0 <= float(r["robust_accuracy"]) <= 1.0 and int(r["n"]) > 0
+        assert float(r["ci_low"]) <= float(r["robust_accuracy"]) <= float(r["ci_high"])
         assert r["paper"] == ""  # digits: no published numbers
     value = {(r["method"], r["eps"], r["protocol"]): float(r["robust_accuracy"]) for r in rows}
     for method in ("rse", "defense-gan"):  # adaptive rows, never above the worst case (same n)
@@ -461,6 +582,7 @@ def test_smoke_reproduce_every_method_end_to_end(monkeypatch, tmp_path):
     assert intrinsic["intrinsic_dim"] > 1 and 0 < intrinsic["embedding_intrinsic_dim"] <= 8.5
     text = (out / "table.md").read_text()
     assert "## Deviations from the paper's settings at this scale" in text
+    assert "## Paired comparisons (exact McNemar)" in text and "| `er-pgd` | `ecla-pgd` |" in text
     assert "training options forced on every method: epochs=1, limit=150" in text
     assert "Defense-GAN projection: L = 3 steps from R = 1 starts" in text
 

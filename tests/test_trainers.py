@@ -13,7 +13,7 @@ from er_art.adversarial_trainer import build_pgd, generate_on_device
 from er_art.registry import UnknownPluginError
 from er_art.trainers import AttackSettings, get_trainer
 
-TRAINERS = ["er-pgd", "er-minus", "ecla", "plain", "madry"]
+TRAINERS = ["er-pgd", "er-minus", "ecla", "ecla-pgd", "plain", "madry"]
 ATTACK = AttackSettings(eps=0.1, eps_step=0.025, max_iter=5)
 
 
@@ -51,7 +51,7 @@ def test_trainer_plugins_are_registered_specs(name):
     spec = get_trainer(name)
     assert spec.name == name
     assert spec.kind == ("baseline" if name in ("plain", "madry") else "er")
-    assert spec.adversarial == (name in ("er-pgd", "madry"))
+    assert spec.adversarial == (name in ("er-pgd", "ecla-pgd", "madry"))
     assert spec.description
 
 
@@ -72,9 +72,10 @@ def test_each_trainer_step_trains(name, digits):
     assert torch.isfinite(res.ce) and 0 <= int(res.correct) <= len(y)
     if spec.kind == "er":
         assert changed(before, net, "encoder.") and changed(before, net, "classifier.")
-        # E-CLA never touches the discriminator; ER trainers train it (step (a))
-        assert changed(before, net, "discriminator.") == (name != "ecla")
-        assert (float(res.disc) == 0.0) == (name == "ecla")
+        # E-CLA (with or without min-max) never touches the discriminator; ER trainers train it
+        no_critic = name in ("ecla", "ecla-pgd")
+        assert changed(before, net, "discriminator.") == (not no_critic)
+        assert (float(res.disc) == 0.0) == no_critic and (float(res.reg) == 0.0) == no_critic
     else:
         assert changed(before, net)
         assert float(res.disc) == 0.0 and float(res.reg) == 0.0
@@ -190,6 +191,29 @@ def test_fit_and_fit_generator_train_all_nets(digits):
     )
     trainer.fit_generator(PyTorchDataGenerator(loader, size=128, batch_size=64), nb_epochs=1)
     assert changed(before, clf.er_model, "encoder.")
+
+
+def test_ecla_pgd_is_er_pgd_without_the_discriminator(digits):
+    """The control: the same training PGD (budget, step, steps, starts, labels, clean/adversarial
+    weight) as er-pgd; the same adversarial batch; no discriminator, no regularisation step."""
+    settings = AttackSettings(eps=0.1, eps_step=0.025, max_iter=3, use_predictions=True)
+    er = get_trainer("er-pgd").make_art_trainer(tiny_er(), settings)
+    control = get_trainer("ecla-pgd").make_art_trainer(tiny_er(), settings)
+    control.er_classifier.er_model.load_state_dict(er.er_classifier.er_model.state_dict())
+    for field in ("eps", "eps_step", "max_iter", "num_random_init", "ratio", "use_predictions"):
+        assert getattr(control, field) == getattr(er, field), field
+    assert er.regularize and not control.regularize
+    x, y = batch(digits, 16)
+    torch.manual_seed(3)
+    adv_er = er.adversarial_examples(x, y)
+    torch.manual_seed(3)
+    adv_control = control.adversarial_examples(x, y)
+    torch.testing.assert_close(adv_er, adv_control)  # same weights, same attack
+    before = params(control.er_classifier.er_model)
+    res = control.step(x, y)
+    assert not changed(before, control.er_classifier.er_model, "discriminator.")
+    assert changed(before, control.er_classifier.er_model, "encoder.")
+    assert float(res.disc) == 0.0 and float(res.reg) == 0.0
 
 
 def test_art_trainer_factories():

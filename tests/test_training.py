@@ -73,12 +73,34 @@ def test_defaults_come_from_the_dataset_and_architecture():
         ({"arch": "cnn"}, "ER architecture"),
         ({"trainer": "plain", "arch": "digits"}, "baseline"),
         ({"trainer": "plain", "embedding_dim": 4}, "embedding"),
+        ({"lambda_d": -1.0}, "--lambda-d must be a finite number >= 0"),
+        ({"lambda_reg": float("inf")}, "--lambda-reg must be a finite number >= 0"),
+        ({"lambda_ce": "big"}, "--lambda-ce must be a number >= 0"),
+        ({"trainer": "plain", "lambda_ce": 2.0}, "drop --lambda-ce"),
+        ({"trainer": "plain", "eps_warmup": 2}, "drop --eps-warmup"),
+        ({"eps_warmup": -1}, "eps warm-up must be an integer >= 0"),
     ],
 )
 def test_bad_settings_raise_one_sentence(change, message):
     with pytest.raises((ValueError, LookupError), match=message) as info:
         resolve_config(TrainingConfig(**change))
     assert "\n" not in str(info.value)
+
+
+def test_lambdas_default_to_the_architectures_and_reach_the_classifier():
+    from er_art.training_config import build_for
+
+    defaults = er_art.get_architecture("digits").defaults
+    cfg = resolve_config(TrainingConfig())
+    assert (cfg.lambda_d, cfg.lambda_ce, cfg.lambda_reg) == (
+        defaults.get("lambda_d", 1.0),
+        defaults.get("lambda_ce", 1.0),
+        defaults.get("lambda_reg", 1.0),
+    )
+    chosen = resolve_config(TrainingConfig(lambda_d=0.5, lambda_ce=2.0, lambda_reg=0.0))
+    clf = build_for(chosen, get_dataset("digits"))
+    assert (clf._lambda_d, clf._lambda_ce, clf._lambda_reg) == (0.5, 2.0, 0.0)
+    assert resolve_config(TrainingConfig(trainer="plain")).lambda_d is None  # no lambdas there
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
@@ -177,6 +199,40 @@ def test_resume_after_a_crash_gives_the_uninterrupted_weights(tmp_path, trainer)
         {k: v for k, v in m.items() if k not in drop} for m in resumed.metrics
     ]
     assert read_run(tmp_path / "run")["status"] == "finished"
+
+
+def test_eps_warmup_ramps_the_training_eps_and_resumes_exactly(tmp_path, monkeypatch):
+    """--eps-warmup 2: epoch 1 trains at half the eps (and step), epochs 2 and 3 at the full one;
+    a run killed mid-epoch and resumed gives the uninterrupted weights."""
+    import dataclasses
+
+    import er_art.run_loop as run_loop
+    from er_art.trainers import get_trainer
+
+    spec = get_trainer("madry")
+    seen = []
+
+    def spy(classifier, attack, amp=False):
+        seen.append((round(attack.eps, 6), round(attack.eps_step, 6)))
+        return spec.make_step(classifier, attack, amp=amp)
+
+    monkeypatch.setattr(
+        run_loop, "get_trainer", lambda name: dataclasses.replace(spec, make_step=spy)
+    )
+    cfg = tiny(trainer="madry", arch="test_cnn", epochs=3, eps=0.1, eps_step=0.04, eps_warmup=2,
+               checkpoint_every=2)  # fmt: skip
+    reference = train(cfg, tmp_path / "ref", latest_root=None)
+    # built once at the start, then once per epoch: half the eps in epoch 1, the full eps after
+    assert seen == [(0.1, 0.04), (0.05, 0.02), (0.1, 0.04), (0.1, 0.04)]
+    assert read_run(tmp_path / "ref")["config"]["eps_warmup"] == 2
+    with pytest.raises(SystemExit):
+        train(cfg, tmp_path / "run", callbacks=_Crash(at=4), latest_root=None)  # epoch 1
+    resumed = resume(tmp_path / "run", latest_root=None)
+    a, b = reference.classifier.model.state_dict(), resumed.classifier.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    plain = train(dataclasses.replace(cfg, eps_warmup=0), tmp_path / "plain", latest_root=None)
+    c = plain.classifier.model.state_dict()
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # the warm-up changed the training
 
 
 def test_resume_can_extend_a_finished_run(tmp_path):

@@ -1,6 +1,7 @@
-"""Robustness evaluation: attacks scored against the true labels, sweeps over epsilon, the worst
-case over an ensemble of attacks, the standard AutoAttack, and the sanity checks a reviewer
-expects at every epsilon (docs/EVALUATION.md). Resumable through an :class:`EvaluationStore`.
+"""Robustness evaluation: attacks scored against the true labels, sweeps over epsilon, restarts
+that stop by a rule, the worst case over a cascade of attacks, the standard AutoAttack, and the
+sanity checks a reviewer expects at every epsilon (docs/EVALUATION.md). Resumable through an
+:class:`EvaluationStore`.
 
     >>> from er_art.evaluation import evaluate_attack, evaluate_suite, fast_suite, standard_suite
     >>> record = evaluate_attack(classifier, x, y, "pgd", eps=0.1)     # converged defaults
@@ -8,7 +9,8 @@ expects at every epsilon (docs/EVALUATION.md). Resumable through an :class:`Eval
     >>> result.worst_case(0.2).accuracy, [c.status for c in result.checks]
 
 The package's modules: ``eps`` (parsing), ``outcome`` (scoring, records, worst case),
-``running`` (one attack: batches, restarts, EOT, seeds), ``suites`` (what runs), ``checks``
+``running`` (one attack: batches, restarts, EOT, seeds), ``stopping`` (when restarts stop),
+``suites`` (what runs), ``checks``
 (the sanity checks), ``plan`` (a suite and its checks on one model), ``store`` (resumable runs).
 """
 
@@ -26,6 +28,7 @@ from er_art.evaluation.checks import (
     CheckResult,
     binomial_std,
     check_chance_at_full_range,
+    check_converged,
     check_deterministic,
     check_iterative_beats_single_step,
     check_more_iterations,
@@ -58,6 +61,7 @@ from er_art.evaluation.running import (
     sweep_attack,
     unit_seed,
 )
+from er_art.evaluation.stopping import RestartEvidence, StoppingRule
 from er_art.evaluation.store import EvaluationStore
 from er_art.evaluation.suites import (
     FAST_ATTACKS,
@@ -80,7 +84,9 @@ __all__ = [
     "FAST_ATTACKS",
     "PASS",
     "PROTOCOLS",
+    "RestartEvidence",
     "SUITES",
+    "StoppingRule",
     "UNINFORMATIVE",
     "AttackOutcome",
     "AttackRun",
@@ -92,6 +98,7 @@ __all__ = [
     "attack_sweep",
     "binomial_std",
     "check_chance_at_full_range",
+    "check_converged",
     "check_deterministic",
     "check_iterative_beats_single_step",
     "check_more_iterations",
@@ -135,8 +142,9 @@ def evaluate_ensemble(
     eot: int = 1,
     progress: Callable[..., Any] | None = None,
 ) -> dict[float, list[AttackOutcome]]:
-    """Every attack in ``attacks`` on every example at every epsilon, plus a ``worst-case`` outcome
-    per eps (last); no checks (see :func:`evaluate_suite`). Options as :func:`fast_suite`'s."""
+    """The fast suite of ``attacks`` at every epsilon (a cascade in that order, FGSM on every
+    example), plus a ``worst-case`` outcome per eps (last); no checks (see
+    :func:`evaluate_suite`). Options as :func:`fast_suite`'s."""
     suite = fast_suite(tuple(attacks), max_iter=max_iter, restarts=restarts, params=params)
     return evaluate_suite(
         classifier,

@@ -14,6 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PASS, FAIL, UNINFORMATIVE = "PASS", "FAIL", "UNINFORMATIVE"
+# (ii): the most the doubled-steps attack may lower the worst case (a fraction; never less than
+# one example) for the evaluation to count as converged: er-art's convergence criterion of
+# 1.5 points (docs/EVALUATION.md). It bounds a bias, not noise: the doubled attack runs on the
+# very examples the others left robust and can only lower the worst case.
+CONVERGED_DROP = 0.015
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,79 @@ def check_more_iterations(
         warning,
         chance,
         (acc_base, acc_stronger),
+    )
+
+
+def check_converged(
+    acc_before: float,
+    acc_after: float,
+    n: int,
+    evidence: Any = None,
+    label: str = "2x steps",
+    *,
+    eps: float | None = None,
+    chance: float | None = None,
+    attack: str = "APGD-CE",
+) -> CheckResult:
+    """(ii) More iterations and restarts do not help the attacker: the evaluation is converged.
+
+    Restarts: the primary attack's restarts (``evidence``, a
+    :class:`~er_art.evaluation.stopping.RestartEvidence`) stopped because its stopping rule saw
+    ``patience`` restarts in a row break nothing, or nothing was left to break, and not at its cap
+    while still breaking examples. Steps: its doubled-steps attack, run only on the examples every
+    attack left robust, takes the worst case from ``acc_before`` to ``acc_after`` by no more than
+    :data:`CONVERGED_DROP` (at least one example). FAIL when either says the evaluation has not
+    converged (its numbers overstate robustness: raise ``--restarts`` / ``--max-iter``).
+    ``evidence`` ``None`` or a fixed count of restarts: the doubled run doubles the restarts too,
+    and the steps part stands for both."""
+    margin = max(CONVERGED_DROP, 1.0 / n)
+    steps_ok = acc_after >= acc_before - margin - 1e-12
+    values: dict[str, Any] = {
+        "accuracy": acc_before,
+        "accuracy_stronger": acc_after,
+        "margin": margin,
+        "eps": eps,
+    }
+    restarts_ok, restarts_msg = True, ""
+    if evidence is not None:
+        patience = evidence.rule.get("patience")
+        values.update(
+            restarts_run=evidence.restarts_run,
+            last_break_restart=evidence.last_break,
+            stopped_by=evidence.stopped_by,
+            patience=patience,
+        )
+        if patience:
+            restarts_ok = evidence.stopped_by != "cap" or not any(evidence.breaks[-patience:])
+        restarts_msg = (
+            f"restarts stopped by {evidence.stopped_by} after {evidence.restarts_run} "
+            f"(the last to break an example: {evidence.last_break or 'none'}"
+            + (f"; patience {patience}" if patience else "; fixed count")
+            + "); "
+        )
+    values["converged"] = passed = bool(steps_ok and restarts_ok)
+    msg = (
+        f"{attack}: {restarts_msg}{label} on the examples every attack left robust: worst case "
+        f"{acc_before:.3f} -> {acc_after:.3f} (allowed drop {margin:.3f}, n={n})"
+    )
+    if not restarts_ok:
+        warning = (
+            f"{attack}'s restarts were still breaking examples at their cap: the numbers overstate "
+            "robustness; raise --restarts."
+        )
+    else:
+        warning = (
+            f"{attack} with more steps broke more examples than noise allows: the numbers "
+            "overstate robustness; raise --max-iter."
+        )
+    return _comparison(
+        "more iterations and restarts do not help",
+        passed,
+        msg,
+        values,
+        warning,
+        chance,
+        (acc_before, acc_after),
     )
 
 

@@ -38,6 +38,7 @@ from er_art.evaluation.outcome import (
     summarise,
     target_labels,
 )
+from er_art.evaluation.stopping import ALL_BROKEN, CAP, RestartEvidence, StoppingRule
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +163,7 @@ def generate_adversarial(
     active: np.ndarray | None = None,
     progress: ProgressHook | None = None,
     world: World | None = None,
+    patience: int | None = None,
 ) -> tuple[np.ndarray, float, dict[str, Any]]:
     """Run ``spec`` on ``(x, y)``: ``(x_adv, seconds, the ART arguments used)``.
 
@@ -174,8 +176,10 @@ def generate_adversarial(
     :param progress: told how many examples have been attacked, batch by batch.
     :param world: the processes that share the chunks out (default: this one alone); every one
         gets the whole ``x_adv``.
+    :param patience: the stopping rule's patience (:mod:`er_art.evaluation.stopping`; default
+        the attack's own ``spec.patience``; 0: run every restart).
     """
-    x_adv, _, seconds, used = _generate(
+    x_adv, _, seconds, used, _ = _generate(
         classifier,
         x,
         y,
@@ -192,6 +196,7 @@ def generate_adversarial(
         active=active,
         progress=progress,
         world=world,
+        patience=patience,
     )
     return x_adv, seconds, used
 
@@ -215,10 +220,14 @@ def _generate(
     progress: ProgressHook | None,
     world: World | None,
     base_pred: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, float, dict[str, Any]]:
-    """:func:`generate_adversarial`, also returning the predicted classes of ``x_adv``: of each
+    patience: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, float, dict[str, Any], RestartEvidence]:
+    """:func:`generate_adversarial`, also returning the predicted classes of ``x_adv`` (of each
     attacked example as predicted right after its chunk was attacked, ``base_pred`` (default -1)
-    for the examples not attacked."""
+    for the examples not attacked) and what the restarts did.
+
+    Restarts follow :func:`stopping_rule`: each runs on the examples no earlier one broke, until
+    the rule says stop (on every process alike: it reads the gathered outcomes)."""
     world = world or World()
     params = dict(params or {})
     max_iter = params.pop("max_iter", max_iter)
@@ -228,6 +237,7 @@ def _generate(
         restarts = params.pop(spec.restarts_param)
     eot = check_eot(spec, eot)
     runs, per_run = restart_plan(spec, restarts)
+    rule = stopping_rule(spec, runs, patience)
     kwargs = spec.art_kwargs(eps, eps_step, max_iter, per_run, batch_size, targeted, **params)
     labels = target_labels(y, classifier.nb_classes, seed) if targeted else np.asarray(y)
     one_hot = np.eye(classifier.nb_classes, dtype=np.float32)[labels]
@@ -240,8 +250,10 @@ def _generate(
         used[spec.restarts_param] = runs
     if eot > 1:
         used["eot"] = eot
+    evidence = RestartEvidence(rule=rule.describe())
     if spec.budgeted and eps == 0:  # nothing may change (and ART's attacks reject eps = 0)
-        return x_adv, adv_pred, 0.0, used
+        evidence.stopped_by = ALL_BROKEN if not todo.any() else CAP
+        return x_adv, adv_pred, 0.0, used, evidence
     target = attack_view(classifier, eot_samples=eot) if spec.eot else classifier
     attack = spec.factory(target, **kwargs)
     progress = progress or _NoProgress()
@@ -250,6 +262,11 @@ def _generate(
     try:
         for run in range(runs):
             idx = np.flatnonzero(todo)
+            why = rule.stop(evidence.breaks, len(idx)) if run else None
+            if why is not None:
+                evidence.stopped_by = why
+                progress.advance(len(idx) * (runs - run))
+                break
             chunks = [idx[lo : lo + batch_size] for lo in range(0, len(idx), batch_size)]
             done: dict[int, tuple[np.ndarray, np.ndarray]] = {}
             for c in world.portion(range(len(chunks))):
@@ -268,14 +285,26 @@ def _generate(
                     x_adv[chunks[c]], adv_pred[chunks[c]] = adv, pred
                     others += 0 if c in done else len(chunks[c])
             progress.advance(others)
-            if run < runs - 1 and len(idx):
-                pred = adv_pred[idx]
-                broken = (pred == labels[idx]) if targeted else (pred != labels[idx])
-                todo[idx[broken]] = False
-                progress.advance(int(broken.sum()) * (runs - run - 1))
+            pred = adv_pred[idx]
+            broken = (pred == labels[idx]) if targeted else (pred != labels[idx])
+            todo[idx[broken]] = False
+            evidence.breaks.append(int(broken.sum()))
+            progress.advance(int(broken.sum()) * (runs - run - 1))
+        else:
+            evidence.stopped_by = rule.stop(evidence.breaks, int(todo.sum())) or CAP
     finally:
         progress.end()
-    return x_adv, adv_pred, time.perf_counter() - start, used
+    return x_adv, adv_pred, time.perf_counter() - start, used, evidence
+
+
+def stopping_rule(spec: AttackSpec, runs: int, patience: int | None = None) -> StoppingRule:
+    """The stopping rule of ``spec`` over at most ``runs`` restarts: ``patience`` (default the
+    attack's own; 0: none, every restart runs) and the attack's minimum."""
+    patience = spec.patience if patience is None else patience
+    if patience is not None and (isinstance(patience, bool) or int(patience) < 0):
+        raise ValueError(f"--patience must be an integer >= 0, got {patience!r}.")
+    patience = int(patience) if patience and int(patience) < runs else None  # else a fixed count
+    return StoppingRule(cap=max(1, runs), patience=patience, minimum=max(1, spec.min_restarts))
 
 
 def _settings(spec: AttackSpec, kwargs: dict[str, Any], targeted: bool, seed: int) -> dict:
@@ -319,6 +348,7 @@ def run_attack(
     key: str | None = None,
     progress: ProgressHook | None = None,
     world: World | None = None,
+    patience: int | None = None,
 ) -> list[AttackOutcome]:
     """One attack at each epsilon (a minimal-perturbation attack runs once and is scored at each).
 
@@ -328,6 +358,9 @@ def run_attack(
     every process gets the same outcomes as one process alone would.
 
     :param key: the name the outcomes carry (default the attack's name), e.g. ``"pgd-x2"``.
+    :param patience: the restarts' stopping rule (:mod:`er_art.evaluation.stopping`; default the
+        attack's own, 0: every restart runs); each outcome's settings record what the restarts
+        did (``restarts_run``, ``last_break_restart``, ``breaks_per_restart``, ``stopped_by``).
     For ``cw`` and ``cw-fast`` (``spec.normalised_l2``) the epsilon values are L2 thresholds
     normalised per input dimension (the paper's units, ``||delta||_2 / d``); ``l2_threshold``
     (default 0.005) is used when ``eps_values`` is empty.
@@ -354,25 +387,29 @@ def run_attack(
         progress=progress,
         world=world,
         base_pred=clean_pred,
+        patience=patience,
     )
     outcomes: list[AttackOutcome] = []
-    cached: tuple[np.ndarray, float, dict[str, Any], np.ndarray, int] | None = None
+    cached: tuple[np.ndarray, float, dict[str, Any], np.ndarray, RestartEvidence, int] | None
+    cached = None
     for eps in eps_values:
         if spec.budgeted:
             s = unit_seed(seed, eps, key)
-            x_adv, adv_pred, elapsed, kwargs = _generate(
+            x_adv, adv_pred, elapsed, kwargs, evidence = _generate(
                 classifier, x, y, spec, eps, seed=s, **common
             )
         else:
             if cached is None:
                 s = unit_seed(seed, None, key)
-                x_adv, adv_pred, elapsed, kwargs = _generate(
+                x_adv, adv_pred, elapsed, kwargs, evidence = _generate(
                     classifier, x, y, spec, None, seed=s, **common
                 )
-                cached = (x_adv, elapsed, kwargs, adv_pred, s)
-            x_adv, elapsed, kwargs, adv_pred, s = cached
+                cached = (x_adv, elapsed, kwargs, adv_pred, evidence, s)
+            x_adv, elapsed, kwargs, adv_pred, evidence, s = cached
         threshold = None
         settings = _settings(spec, kwargs, targeted, s)
+        if spec.restarts_param is not None:
+            settings.update(evidence.as_settings())
         if spec.normalised_l2:
             threshold = eps * dims
             settings.update(

@@ -29,8 +29,9 @@ UNITS = "units"
 FORMAT = "er-art-evaluation"
 # The version of the attacks' code a store's numbers come from; part of its options, so that a
 # store is never resumed with units from code that gives other numbers. 1: ART's PGD, APGD and
-# Square; 2: er-art's PyTorch PGD, APGD and Square (every adversarial iterate counts).
-ATTACKS_VERSION = 2
+# Square; 2: er-art's PyTorch PGD, APGD and Square (every adversarial iterate counts); 3: restarts
+# under a stopping rule, the fast suite a cascade, the convergence check on the survivors.
+ATTACKS_VERSION = 3
 
 
 def _safe(name: str) -> str:

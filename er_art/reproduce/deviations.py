@@ -45,6 +45,11 @@ def _config_differences(cfg: TrainingConfig, ref: TrainingConfig, word: str) -> 
             f"training PGD {cfg.max_iter} steps of {_fmt(cfg.eps_step)} at eps {_fmt(cfg.eps)} "
             f"({word}: {ref.max_iter} of {_fmt(ref.eps_step)} at {_fmt(ref.eps)})"
         )
+    if cfg.eps_warmup != ref.eps_warmup:
+        out.append(
+            f"training eps warmed up linearly over {_count(cfg.eps_warmup, 'epoch')} "
+            f"({word}: {_count(ref.eps_warmup, 'epoch')})"
+        )
     for name in ("batch_size", "lr", "embedding_dim", "prior", "use_predictions", "adv_ratio"):
         mine, theirs = getattr(cfg, name), getattr(ref, name)
         if mine != theirs:
@@ -115,6 +120,9 @@ def evaluation_deviations(plan: Plan, n_test: int, word: str = "paper") -> list[
         worst.append(f"eps {_grid(plan.worst_eps)}")
     if s.n_worst != p.n_worst:
         worst.append(f"{_n(s.n_worst, n_test)} test images ({at}: {_n(p.n_worst, n_test)})")
+    if s.n_worst_key is not None and s.n_worst_key != s.n_worst:
+        keys = ", ".join(m.name for m in plan.methods if m.method.key) or "none here"
+        worst.append(f"{_n(s.n_worst_key, n_test)} for the key comparison ({keys})")
     if s.suite_restarts is not None:
         worst.append(
             f"{_count(s.suite_restarts, 'restart')} per attack "

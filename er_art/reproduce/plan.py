@@ -28,8 +28,10 @@ from er_art.reproduce.presets import (
     METHODS,
     PAPER,
     PAPER_TABLE2,
+    PAPER_TABLE3,
     SCALES,
     TABLE1_EPS,
+    Ablation,
     Method,
     Scale,
 )
@@ -39,7 +41,15 @@ logger = logging.getLogger(__name__)
 
 BUILTIN_PREFIX = "er_art.plugins."  # entry points of er-art's own plugins point here
 RUNS = "runs"  # <out>/runs/<method>/: one er-art train run directory per method
-ATTACK_FIELDS = ("eps", "eps_step", "max_iter", "use_predictions", "num_random_init", "adv_ratio")
+ATTACK_FIELDS = (
+    "eps",
+    "eps_step",
+    "max_iter",
+    "use_predictions",
+    "num_random_init",
+    "adv_ratio",
+    "eps_warmup",
+)
 
 
 @dataclass
@@ -70,6 +80,7 @@ class Plan:
     device: str = "auto"
     skipped: list[str] = field(default_factory=list)  # third-party methods left out, and why
     train_overrides: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None  # the attacks' torch CPU threads (None: torch's, one per core)
 
     def method(self, name: str) -> MethodPlan | None:
         return next((m for m in self.methods if m.name == name), None)
@@ -97,10 +108,11 @@ class Plan:
     def n_for(self, protocol: str, plan: MethodPlan, n_test: int) -> int:
         """Test images of ``protocol`` (``paper``, ``cw``, ``worst-case``, ``adaptive``)."""
         s = self.scale
+        worst = s.n_worst_key if plan.method.key and s.n_worst_key is not None else s.n_worst
         wanted = {
             "paper": s.n_paper,
             "cw": s.n_cw,
-            "worst-case": s.n_worst,
+            "worst-case": worst,
             "adaptive": s.n_adaptive,
         }[protocol]
         n = n_test if wanted is None else min(int(wanted), n_test)
@@ -233,7 +245,29 @@ def method_config(
         threads=threads,
         **options,
     )
-    return resolve_config(config)
+    return ablated(resolve_config(config), method.ablation)
+
+
+def ablated(config: TrainingConfig, ablation: Ablation | None) -> TrainingConfig:
+    """``config`` (resolved) with the setting ``ablation`` changes, resolved again: the prior,
+    the embedding dimension (a factor of the resolved one, or the intrinsic dimension: the
+    paper's Table 3 on its datasets, else er-art's Levina-Bickel estimate, ``--embedding-dim
+    auto``), or the training PGD's eps and step (both times the factor)."""
+    if ablation is None:
+        return config
+    changes: dict[str, Any] = {}
+    if ablation.prior is not None:
+        changes["prior"] = ablation.prior
+    if ablation.embedding == "intrinsic":  # the paper's Table 3 where it has the dataset
+        published = PAPER_TABLE3.get(config.dataset, {}).get("intrinsic_dim")
+        changes.update(embedding_dim=published or "auto", embedding_dim_requested=None)
+    elif ablation.embedding is not None:
+        k = max(1, round(float(ablation.embedding) * int(config.embedding_dim)))
+        changes.update(embedding_dim=k, embedding_dim_requested=None)
+    if ablation.eps_factor is not None and config.eps is not None:
+        changes["eps"] = round(ablation.eps_factor * config.eps, 6)
+        changes["eps_step"] = round(ablation.eps_factor * config.eps_step, 6)
+    return resolve_config(dataclasses.replace(config, **changes))
 
 
 def build_plan(
@@ -298,4 +332,5 @@ def build_plan(
         device=device,
         skipped=skipped,
         train_overrides=dict(train_overrides or {}),
+        threads=threads,
     )

@@ -1,13 +1,14 @@
 """What ``er-art reproduce`` runs, as data: the methods, the scales and the paper's numbers.
 
-- :data:`METHODS`: every method of the paper's Figures 2 and 3 (and Table 2's Defense-GAN), ONE
-  table from method to trainer, architecture per scale and dataset, and training options per
-  scale. A trainer registered by a third-party package (entry point group ``er_art.trainers``)
-  joins as an extra method with :data:`EXTRA_METHOD`'s settings.
+- :data:`METHODS`: every method of the paper's Figures 2 and 3 (and Table 2's Defense-GAN), the
+  control ``ecla-pgd`` and the ablations of Figures 4 - 6 (:class:`Ablation`), ONE table from
+  method to trainer, architecture per scale and dataset, and training options per scale. A
+  trainer registered by a third-party package (entry point group ``er_art.trainers``) joins as an
+  extra method with :data:`EXTRA_METHOD`'s settings.
 - :data:`SCALES`: ``smoke`` (the bundled digits, minutes on a laptop CPU, every code path),
-  ``cpu`` (real MNIST scaled down to about an hour and a half on 2 cores) and ``paper`` (the
-  authors' settings, NOTES.md; for a GPU). A scale holds the training options common to every
-  method and every evaluation setting (epsilon grids, numbers of test images, attack budgets).
+  ``cpu`` (real MNIST scaled down for 2 CPU cores) and ``paper`` (the authors' settings,
+  NOTES.md; for a GPU). A scale holds the training options common to every method and every
+  evaluation setting (epsilon grids, numbers of test images, attack budgets).
 - :data:`PAPER_TABLE1` / :data:`PAPER_TABLE2` / :data:`PAPER_TABLE3`: the published numbers
   (percent), checked against ``../shared/paper/er-classifier-paper.txt``.
 
@@ -25,6 +26,21 @@ from typing import Any
 
 PROTOCOLS = ("paper", "worst-case", "adaptive")  # the values of table.csv's `protocol` column
 CW_THRESHOLD = 0.005  # Table 2: C&W L2 / (number of input dimensions) <= 0.005
+UNDERTRAINED_GAP = 0.02  # clean accuracy this far below the plain counterpart's: undertrained
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """What an ablation method (the paper's Figures 4 - 6) changes on its ``base`` method; the
+    rest (trainer, architecture, epochs, data) is the base's."""
+
+    base: str  # the method it varies (its paired comparisons are against this one)
+    prior: str | None = None  # a prior plugin instead of the Gaussian (Figure 4)
+    # the embedding dimension (Figure 5): "intrinsic" (Table 3's on the paper's datasets, else
+    # er-art's Levina-Bickel estimate of the training images, --embedding-dim auto) or a factor of
+    # the architecture's default
+    embedding: str | float | None = None
+    eps_factor: float | None = None  # the training PGD's eps and step times this (Figure 6)
 
 
 @dataclass(frozen=True)
@@ -46,6 +62,14 @@ class Method:
     adaptive: str | None = None  # the adaptive attack it needs: "eot" or "defense-gan"
     table2: bool = False  # evaluated under Table 2's C&W L2 threshold (where the dataset has it)
     builtin: bool = True  # False: a third party's trainer
+    # the plain model of its family (plain: the baselines; ecla: the ER encoder + head): table.md
+    # flags this method "undertrained" when its clean test accuracy is more than
+    # UNDERTRAINED_GAP below that one's at the same scale
+    counterpart: str | None = None
+    ablation: Ablation | None = None  # a variant of another method (Figures 4 - 6)
+    # one of the key comparison (er-pgd, ecla-pgd, madry): its worst case runs on
+    # Scale.n_worst_key test images, enough for a 95 % interval of at most +-4 points
+    key: bool = False
 
     def arch_for(self, scale: str, dataset: str) -> str | None:
         """The architecture at ``scale`` on ``dataset`` (None: the trainer's default)."""
@@ -72,6 +96,16 @@ _SMALL_ER = {"cpu": {"mnist": "mnist-small"}}
 # The paper's authors attacked the model's own clean predictions when training (NOTES.md).
 _AUTHORS_PGD = {"use_predictions": True}
 
+_ER_MINUS_TRAIN = {"smoke": {"epochs": 8}, "cpu": {"epochs": 3}}
+_ER_PGD_TRAIN = {
+    "*": _AUTHORS_PGD,
+    "smoke": {"epochs": 8},
+    "cpu": {"epochs": 4},
+    "paper:stl10": {"epochs": 20},  # NOTES.md: with adversarial training
+}
+# NOTES.md: STL-10 with adversarial training 20 epochs
+_MADRY_TRAIN = {"smoke": {"epochs": 8}, "cpu": {"epochs": 4}, "paper:stl10": {"epochs": 20}}
+
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
@@ -87,9 +121,10 @@ METHODS: dict[str, Method] = {
             "madry",
             "madry",
             "Madry's Adv",
-            # NOTES.md: STL-10 with adversarial training 20 epochs
-            train={"smoke": {"epochs": 8}, "cpu": {"epochs": 4}, "paper:stl10": {"epochs": 20}},
-            figures=(2,),
+            train=_MADRY_TRAIN,
+            figures=(2, 6),
+            counterpart="plain",
+            key=True,
         ),
         Method(
             "rse",
@@ -99,6 +134,7 @@ METHODS: dict[str, Method] = {
             train={"smoke": {"epochs": 15}, "cpu": {"epochs": 3}},
             figures=(2,),
             adaptive="eot",
+            counterpart="plain",
         ),
         Method(
             "ecla",
@@ -115,28 +151,39 @@ METHODS: dict[str, Method] = {
             arch={"cpu": {"mnist": "vae-mnist-small"}},
             train={"smoke": {"epochs": 8}, "cpu": {"epochs": 3}},
             figures=(3,),
+            counterpart="ecla",
         ),
         Method(
             "er-minus",
             "er-minus",
             "ER-Classifier-",
             arch=_SMALL_ER,
-            train={"smoke": {"epochs": 8}, "cpu": {"epochs": 3}},
-            figures=(2, 3),
+            train=_ER_MINUS_TRAIN,
+            figures=(2, 3, 4, 5),
+            counterpart="ecla",
         ),
         Method(
             "er-pgd",
             "er-pgd",
             "ER-Classifier",
             arch=_SMALL_ER,
-            train={
-                "*": _AUTHORS_PGD,
-                "smoke": {"epochs": 8},
-                "cpu": {"epochs": 4},
-                "paper:stl10": {"epochs": 20},  # NOTES.md: with adversarial training
-            },
+            train=_ER_PGD_TRAIN,
             figures=(2, 3),
             table2=True,
+            counterpart="ecla",
+            key=True,
+        ),
+        Method(
+            "ecla-pgd",
+            "ecla-pgd",
+            "E-CLA + min-max",
+            # the control: er-pgd's architecture, training attack, epochs and data, without the
+            # discriminator (not in the paper: it isolates what the regulariser adds to min-max)
+            arch=_SMALL_ER,
+            train=_ER_PGD_TRAIN,  # er-pgd's own: the same budget
+            figures=(3,),
+            counterpart="ecla",
+            key=True,
         ),
         Method(
             "defense-gan",
@@ -155,6 +202,55 @@ METHODS: dict[str, Method] = {
             datasets=("mnist",),  # the paper compares with Defense-GAN on MNIST only (Table 2)
             adaptive="defense-gan",
             table2=True,
+            counterpart="plain",
+        ),
+        # -- the paper's ablations. Figures 4 and 5: the ER-Classifier without min-max (as the
+        # paper trained them), one setting changed; Figure 6: Madry's training eps.
+        *(
+            Method(
+                f"er-minus-{prior}",
+                "er-minus",
+                f"ER-Classifier-, {label} prior",
+                arch=_SMALL_ER,
+                train=_ER_MINUS_TRAIN,
+                figures=(4,),
+                counterpart="ecla",
+                ablation=Ablation("er-minus", prior=prior),
+            )
+            for prior, label in (("uniform", "Uniform(-3, 3)"), ("cauchy", "Cauchy(0, 1)"))
+        ),
+        *(
+            Method(
+                f"er-minus-k-{name}",
+                "er-minus",
+                f"ER-Classifier-, {label}",
+                arch=_SMALL_ER,
+                train=_ER_MINUS_TRAIN,
+                figures=(5,),
+                counterpart="ecla",
+                ablation=Ablation("er-minus", embedding=embedding),
+            )
+            for name, label, embedding in (
+                ("half", "half the embedding dimension", 0.5),
+                ("double", "twice the embedding dimension", 2.0),
+                ("intrinsic", "embedding dimension = the data's intrinsic dimension", "intrinsic"),
+            )
+        ),
+        *(
+            Method(
+                f"madry-eps{percent}",
+                "madry",
+                f"Madry's Adv, training eps x {label}",
+                train=_MADRY_TRAIN,
+                figures=(6,),
+                counterpart="plain",
+                ablation=Ablation("madry", eps_factor=factor),
+            )
+            for percent, label, factor in (
+                (33, "1/3", 1 / 3),
+                (67, "2/3", 2 / 3),
+                (133, "4/3", 4 / 3),
+            )
         ),
     )
 }
@@ -190,9 +286,12 @@ class Scale:
     # -- worst case: er-art evaluate's fast suite with its sanity checks
     worst_eps: Mapping[str, tuple[float, ...]] = field(default_factory=dict)  # None: Table 1's
     n_worst: int | None = 1000
+    # the key comparison's methods (Method.key): None as n_worst. The 95 % Wilson interval of an
+    # accuracy is at most +-4.0 points from 600 images on (at 50 %), +-6.9 at 200
+    n_worst_key: int | None = None
     suite_restarts: int | None = None  # None: each attack's converged default
     suite_max_iter: int | None = None
-    square_queries: int = 1000
+    square_queries: int = 5000  # the fast suite's own (the standard AutoAttack's)
     square_restarts: int | None = None  # None: as the other attacks (suite_restarts)
     checks: bool = True
     # -- adaptive attacks (RSE: EOT; Defense-GAN: BPDA and naive gradients) at the worst-case eps
@@ -206,7 +305,7 @@ class Scale:
     n_defense_gan: int | None = 1000  # at most this many test images for Defense-GAN, any protocol
     naive_batch_size: int = 32  # attack batch of the naive (unrolled) Defense-GAN gradient
     intrinsic_n: int = 1000  # images for the intrinsic dimension (the paper: 1,000)
-    batch_size: int = 128  # attack batch size
+    batch_size: int = 512  # attack batch size (the fastest on a 2-core CPU: docs/BENCHMARKS.md)
     gpu: bool = False  # meant for a GPU (a warning on a machine without one)
 
 
@@ -245,22 +344,18 @@ SMOKE = Scale(
 CPU = Scale(
     name="cpu",
     datasets=("mnist",),
-    description="real MNIST scaled down for about 90 minutes on 2 CPU cores: the quarter-width "
-    "encoder mnist-small, the first 10,000 training images, PGD-10 min-max training, fewer "
-    "epochs, test subsets and reduced attack budgets",
+    description="real MNIST scaled down for 2 CPU cores: the quarter-width encoder mnist-small, "
+    "the first 10,000 training images, PGD-10 min-max training, fewer epochs and test subsets; "
+    "every attack at er-art's converged defaults",
     train={"limit": 10000, "max_iter": 10, "eps_step": 0.04, "checkpoint_every": 50},
     eps_grid={"mnist": tuple(round(0.05 * i, 3) for i in range(9))},  # 0 .. 0.4 step 0.05
     n_paper=500,
     n_cw=200,
     worst_eps={"mnist": (0.0, 0.1, 0.3)},
     n_worst=200,
-    suite_restarts=4,
-    suite_max_iter=20,
-    square_queries=200,
-    square_restarts=1,
+    n_worst_key=600,
     n_adaptive=100,
     eot=10,
-    adaptive_restarts=4,
     defense_gan={"projection_steps": 20, "restarts": 2},
     n_defense_gan=50,
 )

@@ -11,8 +11,8 @@ The protocols (every number scored against the true labels, docs/EVALUATION.md):
   number of steps, one random start) on the paper's epsilon grid; plus Table 2's C&W (``cw-fast``)
   at the normalised L2 threshold 0.005 for the ER-Classifier and Defense-GAN on MNIST (and at
   smoke scale);
-- ``worst-case``: er-art's fast suite (PGD, APGD-CE, APGD-DLR, FGSM, Square) with its sanity
-  checks, the worst case per example over every attack run at that eps;
+- ``worst-case``: er-art's fast suite (the cascade APGD-CE > APGD-T > FAB-T > Square, FGSM on every
+  example) with its sanity checks, the worst case per example over every attack run at that eps;
 - ``adaptive``: what a randomised or purifying defence needs on top: RSE is attacked with PGD
   averaged over ``eot`` noisy passes (expectation over transformation); Defense-GAN with PGD (and
   C&W) through BPDA and through the unrolled projection ("naive"). An example counts as robust
@@ -28,7 +28,7 @@ import json
 import logging
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from er_art.evaluation import (
 from er_art.evaluation.store import MANIFEST, versioned
 from er_art.reproduce.plan import MethodPlan, Plan
 from er_art.reproduce.presets import CW_THRESHOLD, cw_eps_label, paper_value
+from er_art.stats import wilson_interval
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,9 @@ EVAL = "eval"
 
 @dataclass
 class Row:
-    """One line of table.csv: robust accuracy (a fraction) of a method at a budget."""
+    """One line of table.csv: robust accuracy (a fraction) of a method at a budget, on ``n`` test
+    images, with its 95 % Wilson interval; ``robust`` keeps the per-example outcomes (the first
+    ``n`` test images, in order) for the paired tests, and is not written to table.csv."""
 
     method: str
     eps: float | str  # an L-inf eps, or "l2:0.005" for Table 2's C&W threshold
@@ -64,15 +67,24 @@ class Row:
     robust_accuracy: float
     n: int
     paper: float | None  # the published value as a fraction, where Table 1 / 2 gives one
+    robust: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The 95 % Wilson interval of the robust accuracy."""
+        return wilson_interval(round(self.robust_accuracy * self.n), self.n)
 
     def as_csv(self) -> dict[str, Any]:
         eps = self.eps if isinstance(self.eps, str) else f"{self.eps:g}"
+        low, high = self.interval
         return {
             "method": self.method,
             "eps": eps,
             "protocol": self.protocol,
             "robust_accuracy": f"{self.robust_accuracy:.4f}",
             "n": self.n,
+            "ci_low": f"{low:.4f}",
+            "ci_high": f"{high:.4f}",
             "paper": "" if self.paper is None else f"{self.paper:.3f}",
         }
 
@@ -207,6 +219,7 @@ def evaluate_method(
             outcome.accuracy,
             outcome.n,
             None if published is None else published / 100.0,
+            outcome.robust.copy(),
         )
 
     def store(protocol: str, **options: Any) -> EvaluationStore:

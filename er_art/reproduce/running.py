@@ -118,7 +118,9 @@ def run_plan(plan: Plan, callbacks: ReproduceCallbacks | None = None) -> Reprodu
         if metrics:
             record.test_acc = metrics[-1].get("test_acc")
             record.train_time = metrics[-1].get("elapsed")
-        with torch_threads(mp.config.threads):
+        # the attacks run on torch's threads (one per core) unless --threads says otherwise;
+        # training kept its architecture's (benchmarks/bench_cpu_defaults.py)
+        with torch_threads(plan.threads):
             evaluated = evaluate_method(plan, mp, x, y, callbacks)
             if mp.name == "er-pgd":
                 n = plan.scale.intrinsic_n

@@ -1,12 +1,17 @@
 """What a reproduction writes: ``table.csv`` (long format), ``table.md`` (the paper's numbers side
-by side, every deviation in its header), the Figure-2 / Figure-3 style PNGs, ``intrinsic_dim.json``
-(Table 3) and ``checks.json`` (the worst case's sanity checks).
+by side, every deviation in its header), the Figure 2 - 6 style PNGs, ``intrinsic_dim.json``
+(Table 3), ``checks.json`` (the worst case's sanity checks) and ``claims.md`` / ``claims.json``
+(the verdict on each of the paper's claims, :mod:`er_art.reproduce.claims`).
 
-``table.csv`` has exactly the columns ``method,eps,protocol,robust_accuracy,n,paper``:
-``robust_accuracy`` and ``paper`` are fractions in [0, 1] (``paper``: the published value where
-the paper's Table 1 or 2 gives one for that method and budget, whatever the row's protocol; empty
-otherwise); ``eps`` is the L-inf budget, or ``l2:0.005`` for Table 2's C&W threshold (normalised
-L2, ``||delta||_2 / d``); ``n`` the number of test images.
+``table.csv`` has exactly the columns
+``method,eps,protocol,robust_accuracy,n,ci_low,ci_high,paper``: ``robust_accuracy`` and
+``paper`` are fractions in [0, 1] (``paper``: the published value where the paper's Table 1 or 2
+gives one for that method and budget, whatever the row's protocol; empty otherwise); ``eps`` is
+the L-inf budget, or ``l2:0.005`` for Table 2's C&W threshold (normalised L2,
+``||delta||_2 / d``); ``n`` the number of test images; ``ci_low`` / ``ci_high`` the 95 % Wilson
+interval of the robust accuracy (:mod:`er_art.stats`). table.md shows each accuracy with its
+interval and, where two methods were attacked on the same test images, the exact McNemar test of
+their per-example outcomes.
 """
 
 from __future__ import annotations
@@ -19,23 +24,38 @@ from pathlib import Path
 from typing import Any
 
 from er_art.checkpoint import atomic_write
+from er_art.reproduce.claims import compare, write_claims
 from er_art.reproduce.presets import (
     CW_THRESHOLD,
     METHODS,
     PAPER_TABLE1,
     PAPER_TABLE2,
     PAPER_TABLE3,
+    UNDERTRAINED_GAP,
     cw_eps_label,
 )
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("method", "eps", "protocol", "robust_accuracy", "n", "paper")
+COLUMNS = ("method", "eps", "protocol", "robust_accuracy", "n", "ci_low", "ci_high", "paper")
+# The paired comparisons table.md reports: the ER-Classifier against every other method, and the
+# paper's ER- against No Defense (each where both were attacked on the same images).
+REFERENCE_PAIRS = (("er-minus", "plain"),)
+PAIRED_PROTOCOLS = ("worst-case", "adaptive", "paper")
 FIGURES = {
     2: "figure2.png",  # No Defense, Madry's Adv, RSE, ER-Classifier-, ER-Classifier (+ others)
-    3: "figure3.png",  # E-CLA, VAE-CLA, ER-Classifier-, ER-Classifier
+    3: "figure3.png",  # E-CLA, VAE-CLA, ER-Classifier-, ER-Classifier, E-CLA + min-max
+    4: "figure4.png",  # ER-Classifier- with the Gaussian, Uniform(-3, 3) and Cauchy(0, 1) priors
+    5: "figure5.png",  # ER-Classifier- with embedding dimensions around the intrinsic one
+    6: "figure6.png",  # Madry's Adv trained at several eps
 }
-FIGURE_TITLES = {2: "Figure 2 style", 3: "Figure 3 style"}
+FIGURE_TITLES = {
+    2: "Figure 2 style",
+    3: "Figure 3 style",
+    4: "Figure 4 style (priors, no min-max)",
+    5: "Figure 5 style (embedding dimension, no min-max)",
+    6: "Figure 6 style (Madry's training eps)",
+}
 
 
 def _write_text(path: Path, text: str) -> Path:
@@ -63,6 +83,11 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
+def _with_interval(row: Any) -> str:
+    low, high = row.interval
+    return f"{100 * row.robust_accuracy:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
+
+
 def _eps(value: float | str) -> str:
     return value if isinstance(value, str) else f"{value:g}"
 
@@ -87,7 +112,7 @@ def _protocol_table(result: Any, protocol: str) -> list[str]:
     ]
     for m in methods:
         ns = sorted({r.n for r in rows if r.method == m})
-        cells = [_pct(value[m, e].robust_accuracy) if (m, e) in value else "" for e in eps_values]
+        cells = [_with_interval(value[m, e]) if (m, e) in value else "" for e in eps_values]
         n_text = "/".join(map(str, ns))
         lines.append(f"| {_label(result, m)} | {n_text} | " + " | ".join(cells) + " |")
     published = PAPER_TABLE1.get(result.plan.dataset, {})
@@ -101,6 +126,60 @@ def _protocol_table(result: Any, protocol: str) -> list[str]:
         if any(cells):
             name = METHODS[m].label if m in METHODS else m
             lines.append(f"| *published: {name}* (Table 1) | | " + " | ".join(cells) + " |")
+    return lines
+
+
+def comparison_pairs(methods: list[str]) -> list[tuple[str, str]]:
+    """The pairs table.md tests: ``er-pgd`` against every method of the paper's comparison (and
+    the control), :data:`REFERENCE_PAIRS`, and each ablation against the method it varies."""
+    ablations = {m: METHODS[m].ablation for m in methods if m in METHODS and METHODS[m].ablation}
+    pairs = [
+        ("er-pgd", m)
+        for m in methods
+        if m != "er-pgd" and m not in ablations and "er-pgd" in methods
+    ]
+    pairs += [p for p in REFERENCE_PAIRS if p[0] in methods and p[1] in methods]
+    pairs += [(a.base, m) for m, a in ablations.items() if a.base in methods]
+    return pairs
+
+
+def paired_comparisons(rows: list[Any]) -> list[dict[str, Any]]:
+    """Exact McNemar tests of :func:`comparison_pairs` per protocol and eps, on the test images
+    both rows were attacked on (every protocol attacks a prefix of the same test images)."""
+    found = {(r.method, r.protocol, r.eps): r for r in rows if r.robust is not None}
+    pairs = comparison_pairs(list(dict.fromkeys(r.method for r in rows)))
+    out = []
+    for protocol in PAIRED_PROTOCOLS:
+        eps_values = list(dict.fromkeys(r.eps for r in rows if r.protocol == protocol))
+        for eps in eps_values:
+            for a, b in pairs:
+                ra, rb = found.get((a, protocol, eps)), found.get((b, protocol, eps))
+                if ra is not None and rb is not None:
+                    out.append({"a": a, "b": b, "protocol": protocol, **compare(ra, rb)})
+    return out
+
+
+def _comparisons_section(result: Any) -> list[str]:
+    tests = paired_comparisons(result.rows)
+    if not tests:
+        return []
+    lines = [
+        "",
+        "## Paired comparisons (exact McNemar)",
+        "",
+        "Both methods on the same test images: *only A* counts the images A keeps robust and B "
+        "does not, *only B* the reverse; p is the two-sided exact McNemar p-value. A difference "
+        "whose p is 0.05 or more is no evidence either way.",
+        "",
+        "| A | B | protocol | ε | n | A % | B % | only A | only B | p |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for t in tests:
+        lines.append(
+            f"| `{t['a']}` | `{t['b']}` | {t['protocol']} | {_eps(t['eps'])} | {t['n']} | "
+            f"{_pct(t['accuracy_a'])} | {_pct(t['accuracy_b'])} | {t['only_a']} | "
+            f"{t['only_b']} | {t['p']:.3g} |"
+        )
     return lines
 
 
@@ -180,18 +259,37 @@ def _checks_section(result: Any) -> list[str]:
     return lines
 
 
+def undertrained(result: Any) -> dict[str, str]:
+    """The methods whose clean test accuracy lies more than ``UNDERTRAINED_GAP`` below their plain
+    counterpart's (presets' ``Method.counterpart``) at this scale: method -> the reason."""
+    acc = {m.name: m.test_acc for m in result.methods if m.test_acc is not None}
+    flagged = {}
+    for mp in result.plan.methods:
+        other = mp.method.counterpart
+        if other is None or mp.name not in acc or other not in acc:
+            continue
+        if acc[mp.name] < acc[other] - UNDERTRAINED_GAP:
+            flagged[mp.name] = (
+                f"clean {100 * acc[mp.name]:.1f} % against {100 * acc[other]:.1f} % for `{other}`"
+            )
+    return flagged
+
+
 def _methods_table(result: Any) -> list[str]:
     lines = [
         "| method | trainer | architecture | epochs | training images | test acc | training "
         "time | run |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    flagged = undertrained(result)
     for m in result.methods:
         c = m.config or next(
             (mp.config.to_dict() for mp in result.plan.methods if mp.name == m.name), {}
         )
         images = "all" if c.get("limit") is None else f"first {c['limit']:,}"
         acc = "–" if m.test_acc is None else f"{100 * m.test_acc:.1f}"
+        if m.name in flagged:
+            acc += " **undertrained**"
         time = "–" if m.train_time is None else f"{m.train_time:.0f} s"
         status = m.error or m.action or "pending"
         lines.append(
@@ -210,10 +308,11 @@ def _settings_lines(result: Any) -> list[str]:
     steps = scale.paper_max_iter or spec.max_iter
     restarts = scale.suite_restarts
     suite = (
-        f"PGD, APGD-CE, APGD-DLR, FGSM, Square ({scale.square_queries} queries"
+        f"the cascade APGD-CE > APGD-T > FAB-T > Square ({scale.square_queries} queries"
         + (f", {_count(scale.square_restarts, 'restart')})" if scale.square_restarts else ")")
         + (f", {scale.suite_max_iter} iterations" if scale.suite_max_iter else "")
         + (f", {_count(restarts, 'restart')} each" if restarts else ", converged defaults")
+        + " with FGSM on every example"
         + (", and the sanity checks' attacks" if scale.checks else "")
     )
     paper_eps = ", ".join(f"{e:g}" for e in plan.paper_eps)
@@ -258,9 +357,10 @@ def render_markdown(result: Any, n_test: int, final: bool) -> str:
         f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}). Scale: "
         f"{plan.scale.description}.",
         "",
-        "Robust accuracy (%) on the first n test images, scored against the true labels; "
-        "*published* values are the paper's (Tables 1 and 2). One attack only gives an upper "
-        "bound: the worst case and the adaptive rows are the numbers to report.",
+        "Robust accuracy (%) on the first n test images, scored against the true labels, with "
+        "its 95 % Wilson interval in brackets; *published* values are the paper's (Tables 1 and "
+        "2). One attack only gives an upper bound: the worst case and the adaptive rows are the "
+        "numbers to report.",
         "",
         "## Deviations from the paper's settings at this scale",
         "",
@@ -273,8 +373,13 @@ def render_markdown(result: Any, n_test: int, final: bool) -> str:
     lines += [
         "",
         "test acc: the last epoch's test accuracy as `er-art train` measured it (on its own test "
-        "subset; Defense-GAN: its classifier without the projection).",
+        "subset; Defense-GAN: its classifier without the projection). **undertrained**: more "
+        f"than {100 * UNDERTRAINED_GAP:g} points below its plain counterpart (No Defense for the "
+        "baselines, E-CLA for the ER family) at this scale; its robust accuracy compares a weaker "
+        "classifier.",
     ]
+    for name, why in undertrained(result).items():
+        lines.append(f"- undertrained: `{name}` ({why})")
     lines += ["", "## Protocols", ""] + _settings_lines(result)
     for protocol, title in (
         ("paper", "Paper protocol (Figure 2 / Table 1)"),
@@ -284,6 +389,7 @@ def render_markdown(result: Any, n_test: int, final: bool) -> str:
         if protocol == "adaptive" and not any(r.protocol == protocol for r in result.rows):
             continue
         lines += ["", f"## {title}", ""] + _protocol_table(result, protocol)
+    lines += _comparisons_section(result)
     lines += _cw_table(result)
     lines += _intrinsic_table(result)
     lines += _checks_section(result)
@@ -294,8 +400,9 @@ def render_markdown(result: Any, n_test: int, final: bool) -> str:
 
 
 def write_figures(result: Any) -> list[Path]:
-    """figure2.png and figure3.png: robust accuracy against eps under the paper protocol, one line
-    per method of that figure (third parties' methods join Figure 2)."""
+    """figure2.png ... figure6.png: robust accuracy against eps under the paper protocol, one line
+    per method of that figure (third parties' methods join Figure 2; Figures 4 - 6 are the
+    paper's ablations)."""
     from er_art.plotting import plot_accuracy_vs_eps
 
     written = []
@@ -329,5 +436,6 @@ def write_outputs(result: Any, n_test: int, final: bool) -> list[Path]:
         _write_text(out / "intrinsic_dim.json", json.dumps(result.intrinsic, indent=2) + "\n")
     )
     files.append(_write_text(out / "checks.json", json.dumps(result.checks, indent=2) + "\n"))
+    files += write_claims(result, _write_text)
     logger.info("wrote %s", ", ".join(str(f) for f in files))
     return files

@@ -8,12 +8,13 @@ Arguments (ART names):
     eps (float): maximum perturbation. (Default: given per call)
     eps_step (float): initial step size. (Default: ``2 * eps``, the paper's)
     max_iter (int): iterations per restart. (Default: 25; the paper's runs use 100)
-    nb_random_init (int): random restarts ("restarts"), each on the examples the earlier ones left
-        robust. (Default: 64: many short restarts converged where few long ones did not;
+    nb_random_init (int): random restarts ("restarts"), at most, each on the examples the earlier
+        ones left robust, until 8 restarts in a row break none of them (the stopping rule,
+        ``--patience``). (Default: 128: many short restarts converged where few long ones did not;
         docs/EVALUATION.md. ART's default and AutoAttack's "plus" version use 5 x 100, the standard
         AutoAttack 1 x 100)
     targeted (bool): targeted attack. (Default: False)
-    batch_size (int): attack batch size. (Default: 128)
+    batch_size (int): attack batch size. (Default: 128; the CLI's 512)
     implementation (str): ``"torch"``, er-art's ``er_art.apgd.AutoPGD`` (batched on the model's
         device; every adversarial iterate counts), or ``"art"``, ART's
         ``AutoProjectedGradientDescent`` (a NumPy loop; returns the last iterate). (Default:
@@ -49,13 +50,14 @@ ATTACK = AttackSpec(
     iterative=True,
     defaults={
         "max_iter": 25,
-        "nb_random_init": 64,
+        "nb_random_init": 128,
         "targeted": False,
         "batch_size": 128,
         "implementation": "torch",
     },
     eps_step_rule=lambda eps, _n: 2.0 * eps,
     restarts_param="nb_random_init",
+    patience=8,
     eot=True,
     description="Auto-PGD (Linf) on the cross-entropy loss.",
     paper="Croce & Hein, 2020, arXiv:2003.01690",

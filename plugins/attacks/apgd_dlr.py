@@ -10,8 +10,10 @@ Arguments (ART names):
     eps_step (float): initial step size. (Default: ``2 * eps``)
     max_iter (int): iterations per restart. (Default: 50; the paper's runs use 100. The DLR loss
         needed more iterations than cross-entropy to converge: docs/EVALUATION.md)
-    nb_random_init (int): random restarts ("restarts"), each on the examples the earlier ones left
-        robust. (Default: 128: many restarts converged where few long ones did not;
+    nb_random_init (int): random restarts ("restarts"), at most, each on the examples the earlier
+        ones left robust, until 8 restarts in a row break none of them (the stopping rule,
+        ``--patience``; not measured for DLR: APGD-CE's). (Default: 128: many restarts converged
+        where few long ones did not;
         docs/EVALUATION.md. ART's default and AutoAttack's "plus" version use 5 x 100, the standard
         AutoAttack 1 x 100)
     targeted (bool): targeted attack. (Default: False)
@@ -58,6 +60,7 @@ ATTACK = AttackSpec(
     },
     eps_step_rule=lambda eps, _n: 2.0 * eps,
     restarts_param="nb_random_init",
+    patience=8,
     eot=True,
     description="Auto-PGD (Linf) on the difference-of-logits-ratio loss.",
     paper="Croce & Hein, 2020, arXiv:2003.01690",

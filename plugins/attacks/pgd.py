@@ -7,9 +7,10 @@ Arguments (ART names):
     eps (float): maximum perturbation, in the data's units. (Default: given per call)
     eps_step (float): step size. (Default: ``eps / 4``)
     max_iter (int): number of steps per restart. (Default: 40)
-    num_random_init (int): random starts in the eps-ball ("restarts"); an example counts as broken
-        as soon as one restart breaks it, and er-art's evaluation runs each restart only on the
-        examples the earlier ones left robust. (Default: 128; docs/EVALUATION.md says why so many)
+    num_random_init (int): random starts in the eps-ball ("restarts"), at most; an example counts
+        as broken as soon as one restart breaks it, and er-art's evaluation runs each restart only
+        on the examples the earlier ones left robust, until 12 restarts in a row break none of
+        them (the stopping rule, ``--patience``). (Default: 128; docs/EVALUATION.md says why)
     decay (float | None): momentum decay (MI-FGSM); None is plain PGD. (Default: None)
     random_eps (bool): draw eps at random per example. (Default: False)
     targeted (bool): targeted attack. (Default: False)
@@ -24,6 +25,7 @@ Shape:
 
 Examples::
     >>> attack = get_attack("pgd").build(classifier, eps=0.1)   # 128 restarts x 40 steps of eps/4
+    >>> # er-art attack / evaluate stop the restarts earlier: 12 in a row that break nothing
     >>> x_adv = attack.generate(x, y)
 """
 
@@ -74,6 +76,7 @@ ATTACK = AttackSpec(
     eot=True,
     eps_step_rule=quarter_eps_step,
     restarts_param="num_random_init",
+    patience=12,
     description="Projected Gradient Descent (Linf): random starts, steps of eps/4.",
     paper="Madry et al., 2018, arXiv:1706.06083",
 )

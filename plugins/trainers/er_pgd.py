@@ -11,24 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from er_art.adversarial_trainer import ERAdversarialTrainer
-from er_art.trainers import AttackSettings, BatchStep, TrainerSpec, as_er
+from er_art.trainers import AttackSettings, BatchStep, TrainerSpec, er_min_max_trainer
 
 
 def make_trainer(
     classifier: Any, attack: AttackSettings | None, **fit_defaults: Any
 ) -> ERAdversarialTrainer:
-    if attack is None:
-        raise ValueError("Trainer 'er-pgd' needs attack settings (eps, eps_step, max_iter).")
-    return ERAdversarialTrainer(
-        as_er(classifier),
-        eps=attack.eps,
-        eps_step=attack.eps_step,
-        max_iter=attack.max_iter,
-        num_random_init=attack.num_random_init,
-        ratio=attack.adv_ratio,
-        use_predictions=attack.use_predictions,
-        **fit_defaults,
-    )
+    return er_min_max_trainer("er-pgd", classifier, attack, **fit_defaults)
 
 
 def make_step(classifier: Any, attack: AttackSettings | None, amp: bool = False) -> BatchStep:
