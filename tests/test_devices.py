@@ -224,8 +224,12 @@ def test_a_cuda_run_resumes_on_a_cpu_only_machine(cuda_run, cpu_only, caplog):
     assert "CUDA is not available" in caplog.text
 
 
-def test_cli_resume_of_a_cuda_run_on_a_cpu_only_machine_says_so(cuda_run, cpu_only):
+def test_cli_resume_of_a_cuda_run_on_a_cpu_only_machine_says_so(
+    cuda_run, cpu_only, monkeypatch, tmp_path
+):
     from er_art.cli.app import app
+
+    monkeypatch.chdir(tmp_path)  # the CLI points ./runs/LATEST at the run it resumed
 
     result = CliRunner().invoke(app, ["train", "--resume", "--out", str(cuda_run), "--epochs", "2"])
     assert result.exit_code == 0, result.output
