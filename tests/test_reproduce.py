@@ -239,6 +239,12 @@ def test_cpu_plan_scales_mnist_down_and_says_so(tmp_path):
     assert all(c.limit == 10000 for c in by.values())
     assert by["er-pgd"].max_iter == 10 and by["er-pgd"].use_predictions
     assert by["plain"].max_iter is None  # no min-max: no training PGD
+    # equal budgets: every min-max method the same PGD, warm-up, images and epochs
+    minmax = ("madry", "er-pgd", "ecla-pgd", "madry-eps33")
+    assert {(by[m].max_iter, by[m].eps_warmup, by[m].epochs, by[m].limit) for m in minmax} == {
+        (10, 2, 6, 10000)
+    }
+    assert by["plain"].eps_warmup == 0 and by["er-minus"].eps_warmup == 0
     assert plan.paper_eps == [round(0.05 * i, 3) for i in range(9)]
     # the key comparison on enough images for +-4 points; the others on fewer
     n_worst = {m.name: plan.n_for("worst-case", m, 10000) for m in plan.methods}
@@ -258,6 +264,7 @@ def test_cpu_plan_scales_mnist_down_and_says_so(tmp_path):
         "paper protocol: the first 500 test images (paper: all)",
         "Defense-GAN projection: L = 20 steps from R = 2 starts (paper: L = 200, R = 10)",
         "600 for the key comparison (madry, er-pgd, ecla-pgd)",
+        "training eps warmed up linearly over 2 epochs (paper: 0 epochs)",
     ):
         assert expected in text, text
     # the worst case at er-art's converged defaults: no budget of the suite is cut at this scale
