@@ -100,6 +100,26 @@ def _summary(result: Any) -> None:
         ]
         table.add_row(m.name, *cells)
     Console().print(table)
+    _claims(result)
+
+
+def _claims(result: Any) -> None:
+    """The verdict on each of the paper's claims per protocol (claims.md has the numbers)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from er_art.reproduce.claims import PROTOCOL_TITLES, judge_all
+
+    verdicts = judge_all(result)
+    protocols = list(dict.fromkeys(p for c in verdicts["claims"] for p in c["protocols"]))
+    table = Table(title="the paper's claims at this scale (claims.md has the tests)")
+    table.add_column("claim")
+    for p in protocols:
+        table.add_column(PROTOCOL_TITLES[p])
+    for c in verdicts["claims"]:
+        cells = [c["protocols"][p]["verdict"] if p in c["protocols"] else "–" for p in protocols]
+        table.add_row(f"{c['claim']} ({c['source']})", *cells)
+    Console().print(table)
 
 
 def reproduce(
@@ -116,8 +136,8 @@ def reproduce(
         str,
         typer.Option(
             "--scale",
-            help="smoke: digits, minutes on a CPU; cpu: MNIST scaled down, about 90 minutes on 2 "
-            "cores; paper: the authors' settings, for a GPU.",
+            help="smoke: digits, minutes on a CPU; cpu: MNIST scaled down, hours on 2 cores; "
+            "paper: the authors' settings, for a GPU.",
         ),
     ],
     out: Annotated[

@@ -455,6 +455,9 @@ def test_cli_runs_and_reuses(monkeypatch, tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "[ecla] training" in result.output and f"wrote {tmp_path / 'table.md'}" in result.output
+    # the claims' verdicts are printed too; with E-CLA alone none can be measured
+    assert "the paper's claims at this scale" in result.output
+    assert "not measured" in result.output and f"wrote {tmp_path / 'claims.md'}" in result.output
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "[ecla] reusing the finished run" in again.output
 
