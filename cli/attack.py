@@ -3,7 +3,7 @@
     er-art attack --method pgd --eps 0:0.3:0.05 --out results/ --plot   # converged defaults
     er-art attack --method pgd --eps paper --protocol paper             # the authors' PGD (Table 1)
     er-art attack --method cw-fast --l2-threshold 0.005 --checkpoint runs/mnist-er   # Table 2
-    er-art attack --method all --eps paper   # the fast suite: apgd-ce > apgd-t > square, fgsm
+    er-art attack --method all --eps paper   # the fast suite: apgd-ce > apgd-t > fab-t > square
     er-art attack --method pgd --eps 0.1,0.2 --out results/ --resume  # continue an interrupted one
     torchrun --standalone --nproc_per_node 2 --no-python er-art attack --method pgd --eps 0.1
 
@@ -193,7 +193,7 @@ def attack(
         targets = load_targets(
             checkpoint, dataset, data_dir, n_samples, device, defence, model_options
         )
-        set_threads(threads, targets)
+        set_threads(threads)
         params = parse_params(param)
 
         def eps_for(target: Target) -> list[float]:

@@ -140,7 +140,7 @@ def evaluate(
         targets = load_targets(
             checkpoint, dataset, data_dir, n_samples, device, defence, model_options
         )
-        set_threads(threads, targets)
+        set_threads(threads)
         params = parse_params(param)
 
         def eps_for(target: Target) -> list[float]:

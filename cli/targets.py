@@ -82,12 +82,12 @@ def load_targets(
     return targets
 
 
-def set_threads(threads: int | None, targets: list[Target]) -> None:
+def set_threads(threads: int | None) -> None:
     """torch's CPU threads for the attacks: ``threads``, else torch's own default (one per core,
     or ``OMP_NUM_THREADS``; torchrun sets 1 per process). Measured on a quiet 2-core CPU
     (benchmarks/bench_cpu_defaults.py, docs/BENCHMARKS.md): two threads ran PGD and APGD 1.7-1.9
     times faster than one on the digits and MNIST nets. Training keeps its architecture's own
-    thread count (``targets`` is unused since the attacks stopped taking it)."""
+    thread count."""
     import torch
 
     if threads is None:

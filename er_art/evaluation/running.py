@@ -226,7 +226,7 @@ def _generate(
     attacked example as predicted right after its chunk was attacked, ``base_pred`` (default -1)
     for the examples not attacked) and what the restarts did.
 
-    Restarts follow :func:`stopping_rule`: each runs on the examples no earlier one broke, until
+    Restarts follow :meth:`StoppingRule.of`: each runs on the examples no earlier one broke, until
     the rule says stop (on every process alike: it reads the gathered outcomes)."""
     world = world or World()
     params = dict(params or {})
@@ -237,7 +237,7 @@ def _generate(
         restarts = params.pop(spec.restarts_param)
     eot = check_eot(spec, eot)
     runs, per_run = restart_plan(spec, restarts)
-    rule = stopping_rule(spec, runs, patience)
+    rule = StoppingRule.of(spec, runs, patience)
     kwargs = spec.art_kwargs(eps, eps_step, max_iter, per_run, batch_size, targeted, **params)
     labels = target_labels(y, classifier.nb_classes, seed) if targeted else np.asarray(y)
     one_hot = np.eye(classifier.nb_classes, dtype=np.float32)[labels]
@@ -295,16 +295,6 @@ def _generate(
     finally:
         progress.end()
     return x_adv, adv_pred, time.perf_counter() - start, used, evidence
-
-
-def stopping_rule(spec: AttackSpec, runs: int, patience: int | None = None) -> StoppingRule:
-    """The stopping rule of ``spec`` over at most ``runs`` restarts: ``patience`` (default the
-    attack's own; 0: none, every restart runs) and the attack's minimum."""
-    patience = spec.patience if patience is None else patience
-    if patience is not None and (isinstance(patience, bool) or int(patience) < 0):
-        raise ValueError(f"--patience must be an integer >= 0, got {patience!r}.")
-    patience = int(patience) if patience and int(patience) < runs else None  # else a fixed count
-    return StoppingRule(cap=max(1, runs), patience=patience, minimum=max(1, spec.min_restarts))
 
 
 def _settings(spec: AttackSpec, kwargs: dict[str, Any], targeted: bool, seed: int) -> dict:

@@ -23,11 +23,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from er_art.arg_checks import is_int
+
 ALL_BROKEN, PATIENCE, CAP = "all broken", "patience", "cap"
 
 
 def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
     return value
 
@@ -46,6 +48,18 @@ class StoppingRule:
         _positive_int("The minimum number of restarts", self.minimum)
         if self.patience is not None:
             _positive_int("--patience", self.patience)
+
+    @classmethod
+    def of(cls, spec: Any, runs: int, patience: int | None = None) -> StoppingRule:
+        """The rule of the attack ``spec`` (an :class:`~er_art.attacks.AttackSpec`) over at most
+        ``runs`` restarts: ``patience`` (default the attack's own; 0: none, every restart runs;
+        no smaller than ``runs``: a fixed count too, the rule could never stop it early) and the
+        attack's minimum."""
+        patience = spec.patience if patience is None else patience
+        if patience is not None and (isinstance(patience, bool) or int(patience) < 0):
+            raise ValueError(f"--patience must be an integer >= 0, got {patience!r}.")
+        patience = int(patience) if patience and int(patience) < runs else None
+        return cls(cap=max(1, runs), patience=patience, minimum=max(1, spec.min_restarts))
 
     def stop(self, breaks: Sequence[int], remaining: int) -> str | None:
         """Why to stop after restarts that broke ``breaks`` examples each (in order), with

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from er_art.attacks import AttackSpec, get_attack
+from er_art.evaluation.stopping import StoppingRule
 
 SUITES = ("fast", "standard")
 PROTOCOLS = ("converged", "paper")
@@ -69,13 +70,10 @@ class AttackRun:
 
     def resolved_patience(self) -> int | None:
         """The stopping rule's patience this run restarts with (None: every restart runs)."""
-        if self.spec.restarts_param is None:
-            return None
-        patience = self.spec.patience if self.patience is None else self.patience
         restarts = self.resolved_restarts()
-        if not patience or (restarts is not None and int(restarts) <= int(patience)):
-            return None  # a fixed count: the rule could never stop it early
-        return int(patience)
+        if self.spec.restarts_param is None or restarts is None:
+            return None
+        return StoppingRule.of(self.spec, int(restarts), self.patience).patience
 
     def doubled(self) -> AttackRun:
         """Twice the iterations and twice the restarts (at least one more), under ``key-x2``.
