@@ -250,6 +250,10 @@ def test_cpu_plan_scales_mnist_down_and_says_so(tmp_path):
     n_worst = {m.name: plan.n_for("worst-case", m, 10000) for m in plan.methods}
     assert n_worst["er-pgd"] == n_worst["ecla-pgd"] == n_worst["madry"] == 600
     assert n_worst["plain"] == n_worst["er-minus-cauchy"] == 200
+    # min-max methods under the worst case at their training eps; the others also at 0.1
+    assert plan.worst_eps_for(plan.method("madry-eps133")) == [0.0, 0.3]
+    assert plan.worst_eps_for(plan.method("er-pgd")) == [0.0, 0.3]
+    assert plan.worst_eps_for(plan.method("er-minus")) == plan.worst_eps == [0.0, 0.1, 0.3]
     # the ablations on MNIST: Table 3's intrinsic dimension, Madry's eps 0.1, 0.2, 0.4
     assert (
         by["er-minus-k-intrinsic"].embedding_dim == 13 and by["er-minus-k-half"].embedding_dim == 2
@@ -264,6 +268,8 @@ def test_cpu_plan_scales_mnist_down_and_says_so(tmp_path):
         "paper protocol: the first 500 test images (paper: all)",
         "Defense-GAN projection: L = 20 steps from R = 2 starts (paper: L = 200, R = 10)",
         "600 for the key comparison (madry, er-pgd, ecla-pgd)",
+        "the min-max methods (madry, er-pgd, ecla-pgd, madry-eps33, madry-eps67, madry-eps133) "
+        "at eps 0, 0.3 only",
         "training eps warmed up linearly over 2 epochs (paper: 0 epochs)",
     ):
         assert expected in text, text

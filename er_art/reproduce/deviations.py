@@ -118,6 +118,10 @@ def evaluation_deviations(plan: Plan, n_test: int, word: str = "paper") -> list[
     worst = []
     if plan.worst_eps != [float(e) for e in TABLE1_EPS.get(plan.dataset, plan.worst_eps)]:
         worst.append(f"eps {_grid(plan.worst_eps)}")
+    narrowed = [mp.name for mp in plan.methods if plan.worst_eps_for(mp) != plan.worst_eps]
+    if narrowed:
+        eps = plan.worst_eps_for(plan.method(narrowed[0]))
+        worst.append(f"the min-max methods ({', '.join(narrowed)}) at eps {_grid(eps)} only")
     if s.n_worst != p.n_worst:
         worst.append(f"{_n(s.n_worst, n_test)} test images ({at}: {_n(p.n_worst, n_test)})")
     if s.n_worst_key is not None and s.n_worst_key != s.n_worst:

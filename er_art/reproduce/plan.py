@@ -35,6 +35,7 @@ from er_art.reproduce.presets import (
     Method,
     Scale,
 )
+from er_art.trainers import get_trainer
 from er_art.training import TrainingConfig, resolve_config
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,11 @@ class MethodPlan:
     def name(self) -> str:
         return self.method.name
 
+    @property
+    def min_max(self) -> bool:
+        """Whether the method trains with PGD min-max (its trainer needs a training attack)."""
+        return get_trainer(self.config.trainer).adversarial
+
 
 @dataclass
 class Plan:
@@ -94,11 +100,18 @@ class Plan:
 
     @property
     def worst_eps(self) -> list[float]:
-        """The epsilons of the worst case and the adaptive attacks."""
+        """The epsilons of the worst case and the adaptive attacks (every method's but a min-max
+        method's where the scale narrows those: `worst_eps_for`)."""
         found = self.scale.worst_eps.get(self.dataset) or TABLE1_EPS.get(self.dataset)
         if found is None:  # not a paper dataset: 0, the training eps and twice it
             found = (0.0, self.spec.eps, 2 * self.spec.eps)
         return [float(e) for e in found]
+
+    def worst_eps_for(self, plan: MethodPlan) -> list[float]:
+        """The worst case's epsilons for one method: a min-max method's own where the scale sets
+        them (``Scale.worst_eps_min_max``), else `worst_eps`."""
+        own = self.scale.worst_eps_min_max.get(self.dataset) if plan.min_max else None
+        return self.worst_eps if own is None else [float(e) for e in own]
 
     @property
     def cw(self) -> bool:

@@ -269,6 +269,7 @@ def evaluate_method(
 
     # -- worst case: er-art's fast suite with its checks
     n_worst = plan.n_for("worst-case", mp, n_test)
+    worst_eps = plan.worst_eps_for(mp)
     square = {} if scale.square_restarts is None else {"nb_restarts": scale.square_restarts}
     suite = fast_suite(
         max_iter=scale.suite_max_iter,
@@ -277,21 +278,21 @@ def evaluate_method(
         params={"square": square},
     )
     worst_store = store(
-        "worst-case", n=n_worst, eps=plan.worst_eps, suite=suite.describe(), checks=scale.checks
+        "worst-case", n=n_worst, eps=worst_eps, suite=suite.describe(), checks=scale.checks
     )
     callbacks.on_evaluate(name, "worst-case", n_worst)
     result = evaluate_suite(
         classifier,
         x[:n_worst],
         y[:n_worst],
-        plan.worst_eps,
+        worst_eps,
         suite,
         checks=scale.checks,
         store=worst_store,
         progress=callbacks.progress,
         **common,
     )
-    rows += [row(e, "worst-case", result.worst_case(e)) for e in plan.worst_eps]
+    rows += [row(e, "worst-case", result.worst_case(e)) for e in worst_eps]
     checks = [{"method": name, **c.as_dict()} for c in result.checks]
 
     # -- adaptive attacks, combined per example with everything else at the same budget
@@ -302,14 +303,14 @@ def evaluate_method(
         ad_store = store(
             "adaptive",
             n=n_ad,
-            eps=plan.worst_eps,
+            eps=worst_eps,
             eot=scale.eot if kind == "eot" else 1,
             attacks=[dict(r.describe(), gradient=mode) for r, mode, _ in runs],
         )
         callbacks.on_evaluate(name, "adaptive", n_ad)
         found: list[AttackOutcome] = []
         for run, mode, batch in runs:
-            budgets = [CW_THRESHOLD] if run.attack == "cw-fast" else plan.worst_eps
+            budgets = [CW_THRESHOLD] if run.attack == "cw-fast" else worst_eps
             with contextlib.ExitStack() as stack:
                 if mode is not None:
                     stack.enter_context(gradient_mode(dgan, mode))
@@ -324,7 +325,7 @@ def evaluate_method(
                     eot=scale.eot if kind == "eot" else 1,
                     **{**common, "batch_size": batch or scale.batch_size},
                 )
-        for eps in plan.worst_eps:
+        for eps in worst_eps:
             others = _prefix(result.by_eps[eps][:-1] + _at(paper_outs, eps), n_ad)
             rows.append(row(eps, "adaptive", worst_case_outcome(_at(found, eps) + others, eps)))
         cw_found = [o for o in found if o.norm == "2"]

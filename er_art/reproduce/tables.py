@@ -317,6 +317,10 @@ def _settings_lines(result: Any) -> list[str]:
     )
     paper_eps = ", ".join(f"{e:g}" for e in plan.paper_eps)
     worst_eps = ", ".join(f"{e:g}" for e in plan.worst_eps)
+    narrowed = [mp for mp in plan.methods if plan.worst_eps_for(mp) != plan.worst_eps]
+    if narrowed:
+        own = ", ".join(f"{e:g}" for e in plan.worst_eps_for(narrowed[0]))
+        worst_eps += f" (the min-max methods {', '.join(m.name for m in narrowed)}: ε = {own})"
     lines = [
         f"- **paper**: the authors' PGD, {steps} steps of {spec.eps_step:g}, one random start "
         f"(`er-art attack --protocol paper`), at ε = {paper_eps}.",
