@@ -2,6 +2,10 @@
 
 er-art --help
 er-art plugins architectures
+
+Every command runs through :func:`er_art.cli.common.as_command`: a write the machine refuses (a
+full disk, a read-only file system, permission denied) anywhere in it ends as one sentence naming
+the path, never a traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import importlib
 from typing import Annotated
 
 import typer
+from er_art.cli.common import as_command
 
 import er_art
 
@@ -53,6 +58,9 @@ def root(
 
 for _module in COMMAND_MODULES:
     importlib.import_module(_module).register(app)
+for _info in app.registered_commands:
+    if _info.callback is not None:
+        _info.callback = as_command(_info.name or _info.callback.__name__, _info.callback)
 
 
 def main() -> None:

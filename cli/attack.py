@@ -18,8 +18,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from er_art.cli.common import fail, parse_key_values, setup_logging, user_errors
-from er_art.cli.evaluating import evaluate_targets, open_store, records_of, run_options
+from er_art.cli.common import (
+    fail,
+    parse_key_values,
+    setup_logging,
+    user_errors,
+)
+from er_art.cli.evaluating import (
+    Overwrite,
+    evaluate_targets,
+    interrupted,
+    open_store,
+    records_of,
+    run_options,
+)
 from er_art.cli.options import (
     ATTACK_BATCH_SIZE,
     Attacks,
@@ -39,9 +51,16 @@ from er_art.cli.options import (
     Verbose,
     attack_names_of,
 )
+from er_art.cli.output_paths import check_output_dir
 from er_art.cli.progress import terminal_progress
-from er_art.cli.report import parse_params, print_records, write_outputs
-from er_art.cli.targets import Target, default_eps, load_targets, set_threads
+from er_art.cli.report import (
+    check_params,
+    parse_params,
+    print_records,
+    split_params,
+    write_outputs,
+)
+from er_art.cli.targets import Target, checked_eps, default_eps, load_targets, set_threads
 from er_art.cli.world import join, reported_errors
 
 ALL = "all"
@@ -75,7 +94,7 @@ def attack(
             "--eps",
             help="A value, 'a,b,c', a sweep start:stop:step (stop included) or 'paper' (the "
             "dataset's grid). Default: the run's training eps. cw, cw-fast: normalised L2 "
-            "thresholds.",
+            "thresholds. At most 1000 values, none above the data's range (L-inf).",
         ),
     ] = None,
     protocol: Annotated[
@@ -119,6 +138,7 @@ def attack(
         ),
     ] = None,
     resume: Resume = False,
+    overwrite: Overwrite = False,
     plot: Plot = False,
     dataset: RunDataset = None,
     data_dir: RunDataDir = None,
@@ -135,7 +155,8 @@ def attack(
         list[str] | None,
         typer.Option(
             "--param",
-            help="Extra ART parameter NAME=VALUE (with 'all': ATTACK.NAME=VALUE); repeatable.",
+            help="Extra ART parameter NAME=VALUE (with 'all': ATTACK.NAME=VALUE), one no option "
+            "sets (not batch_size, eps, eps_step, max_iter, the restarts, targeted); repeatable.",
         ),
     ] = None,
     attacks: Attacks = None,
@@ -153,9 +174,17 @@ def attack(
         raise fail(f"--patience must be an integer >= 0 (0: every restart runs), got {patience}.")
     with user_errors():
         world = join(device)  # under torchrun: this process's share of the work
-    with reported_errors(world):
+    with reported_errors(world), interrupted(out, resume, overwrite, world):
+        check_output_dir(out)  # before any attack: refuse an --out that cannot be written
         from er_art.attacks import get_attack
-        from er_art.evaluation import PROTOCOLS, AttackRun, attack_sweep, paper_protocol, parse_eps
+        from er_art.evaluation import (
+            FAST_ATTACKS,
+            PROTOCOLS,
+            AttackRun,
+            attack_sweep,
+            paper_protocol,
+            parse_eps,
+        )
 
         spec = None if method == ALL else get_attack(method)
         if protocol not in PROTOCOLS:
@@ -179,6 +208,8 @@ def attack(
                         ("--restarts", restarts),
                         ("--patience", patience),
                         ("--eps-step", eps_step),
+                        ("--targeted", targeted or None),
+                        ("--param", param or None),
                     )
                     if value is not None
                 ),
@@ -189,21 +220,30 @@ def attack(
                     f"--protocol paper fixes the authors' steps, step size and start; drop "
                     f"{given} or use --protocol converged."
                 )
+        params = parse_params(param)
+        names = [spec.name] if spec is not None else list(attack_names_of(attacks) or FAST_ATTACKS)
+        check_params(params, "attack", names, suite=spec is None)  # before loading anything
+        if spec is not None:
+            params = split_params(params, names)[spec.name]  # pgd.decay=0.9 is decay=0.9
+        run_specs = [get_attack(n) for n in names]
         model_options = parse_key_values(model_option, "--model-option", "gradient=naive")
         targets = load_targets(
             checkpoint, dataset, data_dir, n_samples, device, defence, model_options
         )
         set_threads(threads)
-        params = parse_params(param)
 
         def eps_for(target: Target) -> list[float]:
             if eps is not None:
-                return parse_eps(eps, target.dataset.eps_grid)
+                return checked_eps(target, parse_eps(eps, target.dataset.eps_grid), run_specs)
             if spec is not None and spec.normalised_l2:
-                return [l2_threshold]
-            return [default_eps(target)]
+                return checked_eps(target, [l2_threshold], run_specs, "--l2-threshold")
+            return checked_eps(target, [default_eps(target)], run_specs)
 
         eps_values = {t.label: eps_for(t) for t in targets}  # bad --eps fails before any work
+        if eps_step is not None:  # a step beyond the data's range, as train refuses it
+            for target in targets:
+                budgeted = [s for s in run_specs if s.budgeted]  # the others take no step
+                checked_eps(target, [eps_step], budgeted, "--eps-step", positive=True)
         options = run_options(
             targets,
             command="attack",
@@ -225,7 +265,7 @@ def attack(
             defences=defence or [],
             model_options=model_options or {},
         )
-        store = open_store(out, options, resume)
+        store = open_store(out, options, resume, overwrite, world)
         progress = terminal_progress() if world.is_main else None
         all_records: list[dict[str, Any]] = []
         all_checks: list[dict[str, Any]] | None = None

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from er_art.cli.common import setup_logging, user_errors
+from er_art.cli.output_paths import check_output_file
 
 DEFAULT_PNG = "embedding.png"
 
@@ -74,14 +75,17 @@ def embed(
         if eps is not None and eps < 0:
             raise ValueError(f"--eps must be non-negative, got {eps}.")
         from er_art.checkpoint import load_classifier
-        from er_art.datasets import get_dataset
+        from er_art.datasets import check_labels, get_dataset
         from er_art.embedding_plot import embedding_figure, pgd_examples
+        from er_art.evaluation.eps import check_eps_range
         from er_art.runs import latest_run
 
         checkpoint = latest_run() if checkpoint is None else checkpoint
         if not checkpoint.exists():
             raise FileNotFoundError(f"No run directory or checkpoint at {checkpoint}.")
         run_dir, config = _run_config(checkpoint)
+        path = out or (run_dir / DEFAULT_PNG if run_dir is not None else Path(DEFAULT_PNG))
+        check_output_file(path, "--out" if out else "the figure", DEFAULT_PNG)  # before the work
         dataset = dataset or config.get("dataset")
         if not dataset:
             raise ValueError(f"{checkpoint} has no run.json naming its dataset; pass --dataset.")
@@ -92,6 +96,8 @@ def embed(
             "resolve" in spec.extra and data_dir is not None
         ):  # e.g. npz: shape and defaults from the files
             spec = spec.extra["resolve"](data_dir)
+        if eps is not None:  # PGD's L-inf budget: above the data's range it is the whole space
+            check_eps_range([eps], "inf", spec.clip_values, what="--eps")
         classifier = load_classifier(checkpoint, device_type=device)
         x, y = spec.arrays("test", data_dir, limit=n_samples)
         if tuple(x.shape[1:]) != tuple(classifier.input_shape):
@@ -100,12 +106,19 @@ def embed(
                 f"but {dataset} images are "
                 f"{tuple(x.shape[1:])}; pass the --dataset it was trained on."
             )
+        check_labels(  # a label the model has no class for: one sentence, not an IndexError
+            y,
+            f"dataset {dataset!r}"
+            + ("" if data_dir is None else f" at {data_dir}")
+            + " (test split)",
+            classifier.nb_classes,
+            classes_of=f"the model at {checkpoint}",
+        )
         x_adv = None
         if adversarial:
             budget = spec.eps if eps is None else eps
             step = spec.eps_step if eps is None or spec.eps == 0 else spec.eps_step * eps / spec.eps
             x_adv = pgd_examples(classifier, x, budget, step, spec.max_iter, seed=seed)
-        path = out or (run_dir / DEFAULT_PNG if run_dir is not None else Path(DEFAULT_PNG))
         plot = embedding_figure(classifier, x, y, x_adv, path=path, seed=seed)
     typer.echo(
         f"wrote {plot.path}: {len(x)} {dataset} test images, "

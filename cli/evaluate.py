@@ -23,8 +23,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from er_art.cli.common import fail, parse_key_values, setup_logging, user_errors
-from er_art.cli.evaluating import evaluate_targets, open_store, run_options
+from er_art.cli.common import (
+    fail,
+    parse_key_values,
+    setup_logging,
+    user_errors,
+)
+from er_art.cli.evaluating import (
+    Overwrite,
+    evaluate_targets,
+    interrupted,
+    open_store,
+    run_options,
+)
 from er_art.cli.options import (
     ATTACK_BATCH_SIZE,
     Attacks,
@@ -44,9 +55,10 @@ from er_art.cli.options import (
     Verbose,
     attack_names_of,
 )
+from er_art.cli.output_paths import check_output_dir
 from er_art.cli.progress import terminal_progress
-from er_art.cli.report import parse_params, write_outputs
-from er_art.cli.targets import Target, default_eps, load_targets, set_threads
+from er_art.cli.report import check_params, parse_params, write_outputs
+from er_art.cli.targets import Target, checked_eps, default_eps, load_targets, set_threads
 from er_art.cli.world import join, reported_errors
 
 
@@ -56,7 +68,8 @@ def evaluate(
         str | None,
         typer.Option(
             "--eps",
-            help="A value, 'a,b', start:stop:step or 'paper'. Default: the run's training eps.",
+            help="A value, 'a,b', start:stop:step or 'paper'. Default: the run's training eps. "
+            "At most 1000 values, none above the data's range.",
         ),
     ] = None,
     suite: Annotated[
@@ -104,6 +117,7 @@ def evaluate(
         ),
     ] = None,
     resume: Resume = False,
+    overwrite: Overwrite = False,
     plot: Plot = False,
     dataset: RunDataset = None,
     data_dir: RunDataDir = None,
@@ -113,7 +127,9 @@ def evaluate(
         list[str] | None,
         typer.Option(
             "--param",
-            help="Extra ART parameter ATTACK.NAME=VALUE (or NAME=VALUE for all); repeatable.",
+            help="Extra ART parameter ATTACK.NAME=VALUE (or NAME=VALUE for all), one no option "
+            "sets (not batch_size, eps, max_iter of the white-box attacks or Square, the "
+            "restarts, targeted); repeatable.",
         ),
     ] = None,
     eot: Eot = 1,
@@ -132,21 +148,27 @@ def evaluate(
         raise fail(f"--patience must be an integer >= 0 (0: every restart runs), got {patience}.")
     with user_errors():
         world = join(device)  # under torchrun: this process's share of the work
-    with reported_errors(world):
-        from er_art.evaluation import parse_eps
+    with reported_errors(world), interrupted(out, resume, overwrite, world):
+        check_output_dir(out)  # before any attack: refuse an --out that cannot be written
+        from er_art.attacks import get_attack
+        from er_art.evaluation import FAST_ATTACKS, parse_eps
 
         names = attack_names_of(attacks)
+        params = parse_params(param)
+        run_names = list(names or FAST_ATTACKS)  # the standard suite's are L-inf attacks too
+        if suite == "fast":  # the standard suite refuses every --param in one sentence of its own
+            check_params(params, "evaluate", run_names, suite=True)  # before loading anything
+        run_specs = [get_attack(n) for n in run_names]
         model_options = parse_key_values(model_option, "--model-option", "gradient=naive")
         targets = load_targets(
             checkpoint, dataset, data_dir, n_samples, device, defence, model_options
         )
         set_threads(threads)
-        params = parse_params(param)
 
         def eps_for(target: Target) -> list[float]:
             if eps is None:
-                return [default_eps(target)]
-            return parse_eps(eps, target.dataset.eps_grid)
+                return checked_eps(target, [default_eps(target)], run_specs)
+            return checked_eps(target, parse_eps(eps, target.dataset.eps_grid), run_specs)
 
         eps_values = {t.label: eps_for(t) for t in targets}  # bad --eps fails before any work
         options = run_options(
@@ -167,7 +189,7 @@ def evaluate(
             defences=defence or [],
             model_options=model_options or {},
         )
-        store = open_store(out, options, resume)
+        store = open_store(out, options, resume, overwrite, world)
         progress = terminal_progress() if world.is_main else None
         try:
             records, rows, failed = evaluate_targets(

@@ -10,31 +10,85 @@ carries the ``world_size`` it was computed with.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
+from er_art.cli.common import fail
 from er_art.cli.report import print_checks, print_records, split_params
 from er_art.cli.targets import Target, defence_names
+from er_art.cli.write_faults import resume_store
+
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="With --out: delete the evaluation er-art wrote there first (never other files).",
+    ),
+]
 
 
-def open_store(out: Path | None, options: dict[str, Any], resume: bool) -> Any:
-    """The evaluation store in ``out`` (None without ``--out``)."""
+def open_store(
+    out: Path | None,
+    options: dict[str, Any],
+    resume: bool,
+    overwrite: bool = False,
+    world: Any = None,
+) -> Any:
+    """The evaluation store in ``out`` (None without ``--out``), opened by rank 0 (which clears it
+    with ``overwrite``) and handed to the other processes; a refusal is raised on every one."""
+    from er_art.distributed import World
     from er_art.evaluation import EvaluationStore
 
     if out is None:
         if resume:
             raise ValueError("--resume needs --out DIR, the directory of the evaluation to resume.")
+        if overwrite:
+            raise ValueError(
+                "--overwrite needs --out DIR, the directory of the evaluation to redo."
+            )
         return None
-    return EvaluationStore.open(out, options, resume)
+    world = world or World()
+    return world.on_main(lambda: EvaluationStore.open(out, options, resume, overwrite))
 
 
 def run_options(targets: list[Target], **options: Any) -> dict[str, Any]:
-    """The manifest's options: what was evaluated and every setting that changes a number."""
+    """The manifest's options: what was evaluated (each checkpoint's path and SHA-256, the
+    SHA-256 of its test examples) and every setting that changes a number."""
+    from er_art.checkpoint import RUN_CHECKPOINT
+    from er_art.evaluation.store import CHECKPOINT_HASHES, DATA_HASHES, arrays_sha256, file_sha256
+
+    files = [
+        Path(t.path) / RUN_CHECKPOINT if Path(t.path).is_dir() else Path(t.path) for t in targets
+    ]
     return {
         "checkpoints": [str(Path(t.path).resolve()) for t in targets],
+        CHECKPOINT_HASHES: [file_sha256(f) for f in files],
         "n_samples": [int(len(t.y)) for t in targets],
+        DATA_HASHES: [arrays_sha256(t.x, t.y) for t in targets],
         **options,
     }
+
+
+@contextlib.contextmanager
+def interrupted(
+    out: Path | None, resume: bool, overwrite: bool, world: Any = None
+) -> Iterator[None]:
+    """Ctrl-C in the block: one line on how to continue (rank 0), exit code 130, no traceback.
+    The units finished before it are on disk (each written atomically)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if world is None or world.is_main:
+            if out is None:
+                message = "interrupted; nothing was kept (give --out DIR to keep finished attacks)."
+            else:
+                how = resume_store(resume, overwrite)
+                message = f"interrupted; the finished attacks are kept in {out}: {how} to continue."
+            raise fail(message, 130) from None
+        raise typer.Exit(130) from None
 
 
 def records_of(

@@ -94,4 +94,7 @@ def attack_names_of(attacks: str | None) -> list[str] | None:
     names = [a.strip() for a in attacks.split(",") if a.strip()]
     if not names:
         raise ValueError("--attacks is empty; give e.g. pgd,apgd-ce,square.")
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if twice is not None:  # its records and stored results would collide
+        raise ValueError(f"--attacks names {twice!r} twice; give each attack once.")
     return names

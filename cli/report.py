@@ -19,7 +19,7 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ValueError(
                 f"Bad --param {item!r}; accepted: NAME=VALUE, e.g. max_eval=1000 or "
-                "square.max_iter=500."
+                "square.p_init=0.5."
             )
         try:
             out[key.strip()] = json.loads(value)
@@ -43,6 +43,106 @@ def split_params(params: dict[str, Any], methods: list[str]) -> dict[str, dict[s
                 f"--param {key}: {method!r} is not one of the attacks run ({', '.join(methods)})."
             )
     return per
+
+
+def owned_option(command: str, spec: Any, name: str, suite: bool = False) -> str | None:
+    """The option of ``command`` (``"attack"`` or ``"evaluate"``) that sets ART parameter ``name``
+    of attack ``spec``, or None when only ``--param`` sets it. ``suite``: the attack runs in a
+    suite (``attack --method all``, ``evaluate``), where ``--max-iter`` and ``--restarts`` reach
+    the white-box iterative attacks only and Square's queries are ``--square-iter``'s (evaluate)
+    or ``square.max_iter``'s (attack --method all)."""
+    one = "" if command == "evaluate" or not suite else " (with one --method)"
+    if name == "eps":
+        return "--eps"
+    if name == "batch_size":
+        return "--batch-size"
+    if name == "targeted":
+        return (
+            "er-art attack --method NAME --targeted"
+            if command == "evaluate"
+            else f"--targeted{one}"
+        )
+    if name == "eps_step":
+        return None if command == "evaluate" else f"--eps-step{one}"
+    if name in ("max_iter", spec.max_iter_param):
+        if not suite:
+            return "--max-iter"
+        if spec.name == "square":
+            return "--square-iter" if command == "evaluate" else None
+        return "--max-iter" if spec.threat == "white-box" and spec.iterative else None
+    if name in ("restarts", spec.restarts_param):
+        return "--restarts" if not suite or spec.iterative else None
+    return None
+
+
+def check_params(
+    params: dict[str, Any], command: str, methods: list[str], suite: bool = False
+) -> None:
+    """Refuse, before any work, a ``--param`` key that an option of ``command`` sets (one
+    sentence naming the key and that option), that no attack it names takes (one sentence
+    listing the keys ``--param`` may set, which leaves out those the options own), or a value
+    of another type than the parameter's default (``max_eval=abc``).
+
+    :param methods: the attacks run (``split_params`` gives each its keys).
+    :param suite: see :func:`owned_option`.
+    """
+    from er_art.attacks import get_attack
+
+    for method, own in split_params(params, methods).items():
+        spec = get_attack(method)
+        for name in own:
+            key = next((k for k in (f"{method}.{name}", name) if k in params), name)
+            option = owned_option(command, spec, name, suite)
+            if option is not None and name == "targeted" and command == "evaluate":
+                raise ValueError(
+                    f"--param {key}: evaluate runs untargeted attacks (apgd-t and fab-t pick "
+                    f"their own targets); use {option} for a targeted attack."
+                )
+            if option is not None:
+                raise ValueError(f"--param {key} sets what {option} sets; use {option} instead.")
+            accepted = [n for n in spec.defaults if owned_option(command, spec, n, suite) is None]
+            if (
+                command == "evaluate"
+                and spec.budgeted
+                and (spec.eps_step_rule is not None or "eps_step" in spec.defaults)
+            ):
+                accepted.append("eps_step")
+            if name not in accepted:
+                raise ValueError(
+                    f"--param {key}: attack {spec.name!r} has no parameter {name!r} that --param "
+                    f"may set; accepted: {', '.join(sorted(set(accepted))) or 'none'}."
+                )
+            kind = _kind_of(spec.defaults.get(name))
+            if kind is not None and not _is_kind(own[name], kind):
+                raise ValueError(
+                    f"--param {key}={own[name]!r}: attack {spec.name!r} takes {kind} for {name} "
+                    f"(default {spec.defaults[name]!r})."
+                )
+
+
+def _kind_of(default: Any) -> str | None:
+    """What a parameter whose default is ``default`` takes (None: unknown, e.g. a None default)."""
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int):
+        return "an integer"
+    if isinstance(default, float):
+        return "a number"
+    if isinstance(default, str):
+        return "a string"
+    return None
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if kind == "true or false":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if kind == "an integer":
+        return isinstance(value, int)
+    if kind == "a number":
+        return isinstance(value, (int, float))
+    return isinstance(value, str)
 
 
 def _fmt(value: Any, pct: bool = False) -> str:

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import typer
 from er_art.cli.common import fail, setup_logging, user_errors
 from er_art.cli.options import Device, Threads, Verbose
+from er_art.cli.output_paths import check_output_dir
 
 
 class _Display:
@@ -166,6 +167,7 @@ def reproduce(
     """Run the paper's experiments for one dataset: train, attack, tables and figures."""
     setup_logging(verbose)
     with user_errors():
+        check_output_dir(out)  # before any training: refuse an --out that cannot be written
         from er_art.reproduce import reproduce as run
         from er_art.training import TrainingInterrupted
 

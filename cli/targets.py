@@ -31,11 +31,14 @@ def load_targets(
 ) -> list[Target]:
     """Load each checkpoint (default: the latest run), its dataset's test split and the defences.
 
+    Test labels outside the model's classes are one sentence naming the dataset, the label and
+    the classes (:func:`er_art.datasets.check_labels`).
+
     :param model_options: architecture options replaced at load time (``--model-option``), as
         :func:`er_art.load_classifier`'s ``options``.
     """
     import er_art
-    from er_art.datasets import get_dataset
+    from er_art.datasets import check_labels, get_dataset
     from er_art.defences import apply_defences
     from er_art.runs import latest_run, read_run
 
@@ -61,6 +64,9 @@ def load_targets(
         if key not in data_cache:
             data_cache[key] = spec.arrays("test", folder, n_samples)
         x, y = data_cache[key]
+        where = f"dataset {spec.name!r}" + ("" if folder is None else f" at {folder}")
+        if not len(y):  # nothing to attack: the attacks would fail deep inside
+            raise ValueError(f"{where} has no test examples; give data with at least one.")
         classifier = er_art.load_classifier(path, device_type=device, options=model_options)
         if tuple(classifier.input_shape) != tuple(x.shape[1:]):
             raise ValueError(
@@ -68,6 +74,9 @@ def load_targets(
                 f"{spec.name!r} has "
                 f"{tuple(x.shape[1:])}; pass the right --dataset."
             )
+        check_labels(
+            y, f"{where} (test split)", classifier.nb_classes, classes_of=f"the model at {path}"
+        )
         if defences:
             apply_defences(classifier, defences)
         eps = config.get("eps")
@@ -100,6 +109,32 @@ def set_threads(threads: int | None) -> None:
 def default_eps(target: Target) -> float:
     """The eps a run is attacked at when none is given: its training eps, else the dataset's."""
     return target.train_eps if target.train_eps is not None else target.dataset.eps
+
+
+def checked_eps(
+    target: Target,
+    values: list[float],
+    attacks: list[Any],
+    what: str = "eps",
+    positive: bool = False,
+) -> list[float]:
+    """``values`` when each can mean something for every attack spec of ``attacks`` on the
+    target's data (in its dataset's ``clip_values``, of its input shape), else one sentence
+    (:func:`er_art.evaluation.eps.check_eps_range`): e.g. eps 8 on images in [0, 1].
+    ``positive``: 0 is refused too (a step size)."""
+    from er_art.evaluation.eps import check_eps_range
+
+    for spec in attacks:
+        check_eps_range(
+            values,
+            spec.norm,
+            target.dataset.clip_values,
+            tuple(target.x.shape[1:]),
+            spec.normalised_l2,
+            what,
+            positive,
+        )
+    return values
 
 
 def defence_names(target: Target) -> list[str]:

@@ -16,6 +16,12 @@ the architecture (learning rate, lambdas). The run directory gets run.json (conf
 revision, seed), checkpoint.pt (``er_art.load_classifier(run_dir)``) and metrics.jsonl.
 Resume is bit-exact on the CPU; on CUDA with ``--deterministic`` and the same number and type of
 GPUs. A run trained on CUDA resumes on a machine without CUDA on the CPU (with a warning).
+``--resume`` checks what it reads back: run.json's config is validated as a new run's, and a
+checkpoint.pt trained with other settings than run.json's (copied from another run, or run.json
+edited) is refused, each in one sentence. run.json's status says how a run ended: finished,
+interrupted (Ctrl-C: exit 130 after a checkpoint; SIGTERM: exit 143, the last checkpoint kept) or
+failed (an error; a full disk or read-only file system is one sentence naming the file, exit 2,
+and ``--resume`` continues from the last checkpoint once the disk takes writes again).
 
 Under torchrun the processes train one model (gloo on the CPU, NCCL with one GPU per process):
 ``--batch-size`` is the global batch, split evenly over the processes, so the same command trains
@@ -382,6 +388,11 @@ def train(
                 typer.echo(f"interrupted: checkpoint saved; {stop}", err=True)
             world.leave()  # every process stopped after the same step
             raise typer.Exit(130) from None
+        except training.TrainingTerminated as stop:  # SIGTERM: at once, without a collective
+            progress.stop()
+            if world.is_main:
+                typer.echo(f"terminated: {stop}", err=True)
+            raise typer.Exit(143) from None
         except KeyboardInterrupt:  # a second Ctrl-C, or one before training started
             progress.stop()
             if world.is_main:
@@ -392,6 +403,11 @@ def train(
             if world.is_main:
                 raise fail(str(err), code=1) from None
             raise typer.Exit(1) from None
+        except training.RunWriteError as err:  # a full disk, a read-only file system, ...
+            progress.stop()
+            if world.is_main:  # exit 2, as cli/common.py's refused writes
+                raise fail(str(err)) from None
+            raise typer.Exit(2) from None
         finally:
             progress.stop()
     world.leave()

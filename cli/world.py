@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import typer
-from er_art.cli.common import USER_ERRORS, user_errors
+from er_art.cli.common import is_user_error, user_errors
 
 
 def join(device: str) -> Any:
@@ -36,7 +36,7 @@ def join(device: str) -> Any:
 @contextlib.contextmanager
 def reported_errors(world: Any) -> Iterator[None]:
     """:func:`er_art.cli.common.user_errors` on rank 0; on the other ranks the same exit code
-    without the sentence (every rank meets the same error)."""
+    without the sentence (every rank meets the same error; a write the machine refuses included)."""
     if world.is_main:
         with user_errors():
             yield
@@ -45,5 +45,7 @@ def reported_errors(world: Any) -> Iterator[None]:
         yield
     except typer.Exit:
         raise
-    except USER_ERRORS:
+    except Exception as err:
+        if not is_user_error(err):
+            raise
         raise typer.Exit(2) from None

@@ -11,6 +11,7 @@ rebuilt through the architecture registry.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import tempfile
@@ -35,19 +36,93 @@ class CheckpointError(ValueError):
 
 
 def atomic_write(path: str | os.PathLike, write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file."""
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a half-written file.
+
+    :raises OSError: a write the machine refused names ``path`` (or its temporary file) even
+        where the writer gave no file name, and a full disk is ``errno.ENOSPC`` even where
+        ``torch.save`` reported it as a ``RuntimeError``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp: owner only)
+    finally:
+        os.close(fd)
     try:
         write(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        if err.filename is None:  # write() on an open file names none
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        raise
+    except RuntimeError as err:  # torch.save's C++ writer on a full disk says no errno
+        cause = write_failure(err, path)
+        Path(tmp).unlink(missing_ok=True)
+        if cause is None:
+            raise
+        raise OSError(cause.errno, cause.strerror, str(path)) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_failure(err: RuntimeError, path: Path) -> OSError | None:
+    """The ``OSError`` behind ``torch.save``'s ``RuntimeError`` (``None``: not a failed write).
+    The one Python raised when torch wrote through a file object, else the file system's state:
+    read-only, or less free space than the file being replaced takes, is that; otherwise None."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    message = str(err)
+    if "inline_container" not in message and "PytorchStreamWriter" not in message:
+        return None
+    try:
+        fs = os.statvfs(path.parent)
+    except OSError as stat_error:
+        return stat_error
+    if fs.f_flag & os.ST_RDONLY:
+        return OSError(errno.EROFS, os.strerror(errno.EROFS))
+    try:
+        needed = max(path.stat().st_size, 1 << 20)  # the new file is about the old one's size
+    except OSError:
+        needed = 1 << 20
+    if fs.f_bavail * fs.f_frsize < needed:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return None  # not the machine refusing: the error as it was
+
+
+def is_temporary(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is the temporary file of an :func:`atomic_write` (``.<name>.*.tmp``)."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def remove_temporaries(directory: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Remove what interrupted :func:`atomic_write` calls left in ``directory`` (a write killed
+    before its rename); the removed paths. Call it where a run or store is opened again."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = directory.rglob(".*.tmp") if recursive else directory.glob(".*.tmp")
+    removed = []
+    for path in found:
+        if path.is_file() and not path.is_symlink() and is_temporary(path):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def classifier_state(classifier: PyTorchClassifier) -> dict[str, Any]:

@@ -140,7 +140,7 @@ def dataset_sample(
         raise ValueError(f"n_samples must be a positive integer, got {n_samples}.")
     spec = get_dataset(name)
     options = {"augment": False} if "augment" in inspect.signature(spec.loader).parameters else {}
-    dataset = spec.load(split, data_dir, **options)
+    dataset = spec.load(split, data_dir, labels=False, **options)  # the images are all it uses
     n = len(dataset)
     index = (
         np.arange(n)

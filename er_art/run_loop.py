@@ -3,7 +3,9 @@
 :class:`_Run` drives one run from a fresh or a saved state (:func:`er_art.training.train` and
 :func:`er_art.training.resume` build it): each epoch's order (:mod:`er_art.batches`), the trainer
 plugin's per-batch step, the running losses, a checkpoint at the start, every ``checkpoint_every``
-steps and at every epoch end, the test accuracy per epoch, SIGINT and NaN handling.
+steps and at every epoch end, the test accuracy per epoch, SIGINT, SIGTERM and NaN handling. A
+checkpoint or metrics write that fails (a full disk, a read-only file system) raises
+:class:`~er_art.runs.RunWriteError` naming the file; the last checkpoint written stays whole.
 
 Under torchrun the loop runs on every process with a :class:`~er_art.distributed.World` of several
 ranks and the same code: each rank steps through its shard of the epoch's order in batches of its
@@ -35,7 +37,7 @@ from er_art.classifier import ERClassifier
 from er_art.devices import compile_model, fits_on_device
 from er_art.distributed import World
 from er_art.rng_state import rng_state, set_rng_state
-from er_art.runs import METRICS, atomic_write
+from er_art.runs import METRICS, atomic_write, writing
 from er_art.trainers import TrainerSpec, get_trainer
 from er_art.training_config import TrainingConfig, attack_settings, dataset_spec
 
@@ -53,6 +55,18 @@ class TrainingInterrupted(Exception):
             f"resume with --resume --out {run_dir}"
         )
         self.run_dir, self.epoch, self.step = run_dir, epoch, step
+
+
+class TrainingTerminated(KeyboardInterrupt):
+    """SIGTERM: training stopped at once (``kill``, a batch scheduler, a container stopping); the
+    last checkpoint is kept. A ``KeyboardInterrupt``, so code that handles Ctrl-C handles it."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(
+            f"training terminated (SIGTERM); the last checkpoint is kept: resume with --resume "
+            f"--out {run_dir}"
+        )
+        self.run_dir = run_dir
 
 
 class TrainingDiverged(RuntimeError):
@@ -78,15 +92,19 @@ class TrainingCallbacks:
 
 
 class _StopFlag:
-    """SIGINT sets a flag (the loop saves and stops after the current step); a second one aborts."""
+    """SIGINT sets a flag (the loop saves and stops after the current step); a second one aborts.
+    SIGTERM stops at once with :class:`TrainingTerminated` (a process asked to end may have
+    seconds left; the last checkpoint is kept, and the run is marked interrupted)."""
 
-    def __init__(self) -> None:
+    def __init__(self, run_dir: Path) -> None:
         self.requested = False
-        self._previous: Any = None
+        self.run_dir = run_dir
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopFlag:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._handle)
+            self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._terminate)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -95,9 +113,13 @@ class _StopFlag:
         self.requested = True
         logger.warning("interrupt received: saving a checkpoint after this step")
 
+    def _terminate(self, signum: int, frame: Any) -> None:
+        raise TrainingTerminated(self.run_dir)
+
     def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            if previous is not None:
+                signal.signal(signum, previous)
 
 
 def _reads_back_every_step(device: torch.device) -> bool:
@@ -178,6 +200,7 @@ class _Run:
         self.step = int(t.get("step", 0))
         self.global_step = int(t.get("global_step", 0))
         self.metrics: list[dict[str, Any]] = list(t.get("metrics", []))
+        self.resumed = training is not None
         self.elapsed = float(t.get("elapsed", 0.0))
         self.epoch_time = float(t.get("epoch_time", 0.0))
         self.sums = (
@@ -245,10 +268,16 @@ class _Run:
         if not self.world.is_main:
             return
         path = self.run_dir / RUN_CHECKPOINT
-        save_classifier(self.clf, path, training=state)
-        lines = "".join(json.dumps(m, sort_keys=True) + "\n" for m in self.metrics)
-        atomic_write(self.run_dir / METRICS, lambda tmp: Path(tmp).write_text(lines))
+        with writing(path, self.run_dir):
+            save_classifier(self.clf, path, training=state)
+        self.write_metrics()
         self.callbacks.on_checkpoint(path, self.epoch, self.step)
+
+    def write_metrics(self) -> None:
+        """Write metrics.jsonl: the records of the epochs trained so far (rank 0)."""
+        lines = "".join(json.dumps(m, sort_keys=True) + "\n" for m in self.metrics)
+        with writing(self.run_dir / METRICS, self.run_dir):
+            atomic_write(self.run_dir / METRICS, lambda tmp: Path(tmp).write_text(lines))
 
     def _diverged_message(self, what: str) -> str:
         return (
@@ -302,12 +331,16 @@ class _Run:
         self.callbacks.on_start(self.run_dir, cfg, self.epoch, self.step, self.steps)
         if self.global_step == 0 and self.epoch == 0:
             self.checkpoint()  # a resume point before the first step
+        elif self.resumed and self.world.is_main:
+            # the checkpoint's records: a run stopped between its checkpoint and metrics writes
+            # (killed, a full disk) has an older metrics.jsonl, which a finished run never rewrites
+            self.write_metrics()
         device = self.clf.device
         sync_every_step = _reads_back_every_step(device)
         last_sync = time.perf_counter()
         world = self.world
         optimizers = optimizers_of(self.clf)
-        with _StopFlag() as stop, world.averaging_gradients(optimizers):
+        with _StopFlag(self.run_dir) as stop, world.averaging_gradients(optimizers):
             while self.epoch < cfg.epochs:  # type: ignore[operator]
                 self.callbacks.on_epoch_start(self.epoch, cfg.epochs, self.step, self.steps)  # type: ignore[arg-type]
                 if cfg.eps_warmup:  # this epoch's training eps (a pure function of the epoch)

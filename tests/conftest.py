@@ -52,6 +52,37 @@ def _seed() -> None:
     np.random.seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _no_traceback_from_the_cli(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """Every ``CliRunner.invoke`` in the suite checks that the command ended without a traceback:
+    none in its output, and no exception other than the exit (a user sees a traceback for any
+    other). A test that means to see one opts out with ``@pytest.mark.allows_traceback``."""
+    if request.node.get_closest_marker("allows_traceback"):
+        return
+    from typer.testing import CliRunner
+
+    invoke = CliRunner.invoke
+
+    def checked_invoke(self, *args, **kwargs):
+        result = invoke(self, *args, **kwargs)
+        streams = {"output": result.output}
+        try:
+            streams["stderr"] = result.stderr
+        except ValueError:  # stderr not captured on its own
+            pass
+        for name, text in streams.items():
+            if "Traceback" in (text or ""):
+                pytest.fail(f"the command printed a traceback on its {name}:\n{text}")
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            pytest.fail(
+                f"the command ended with {type(result.exception).__name__}: {result.exception} "
+                f"(a traceback for the user); output:\n{result.output}"
+            )
+        return result
+
+    monkeypatch.setattr(CliRunner, "invoke", checked_invoke)
+
+
 @pytest.fixture
 def one_thread():
     """One intra-op torch thread for the test whatever ER_ART_TEST_THREADS says (restored after):

@@ -171,6 +171,16 @@ def test_foreign_or_corrupted_files_are_refused(kind, message, trained, tmp_path
     assert isinstance(CheckpointError("x"), ValueError)
 
 
+def test_atomic_write_creates_files_as_open_would(tmp_path):
+    # mkstemp makes its file owner-only; a run or results in a shared folder must follow the umask
+    before = os.umask(0o027)
+    try:
+        atomic_write(tmp_path / "a.json", lambda tmp: open(tmp, "w").write("{}"))
+    finally:
+        os.umask(before)
+    assert os.stat(tmp_path / "a.json").st_mode & 0o777 == 0o640
+
+
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
     path = tmp_path / "f.bin"
     atomic_write(path, lambda tmp: open(tmp, "wb").write(b"old"))

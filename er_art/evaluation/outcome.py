@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from er_art.json_files import FileFormatError, check_shape
+
 
 @dataclass
 class AttackOutcome:
@@ -54,7 +56,32 @@ class AttackOutcome:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> AttackOutcome:
+    def from_json(cls, data: Any, where: str = "an attack outcome") -> AttackOutcome:
+        """The outcome :meth:`to_json` gave ``data``.
+
+        :param where: what ``data`` is, for the error (e.g. the file it was read from).
+        :raises FileFormatError: ``data`` is not of :meth:`to_json`'s shape: a key missing or of
+            another type, a flag other than 0 / 1, a perturbation that is not a number, or
+            per-example lists of different lengths (one sentence starting with ``where``).
+        """
+        check_shape(data, _SHAPE, where, optional={"settings": dict})
+        for key, fits, kind in (
+            ("clean_correct", _is_flag, "0 and 1"),
+            ("robust", _is_flag, "0 and 1"),
+            ("perturbation", _is_number, "numbers"),
+        ):
+            bad = next((i for i, v in enumerate(data[key]) if not fits(v)), None)
+            if bad is not None:
+                raise FileFormatError(
+                    f"{where}: {key!r} must hold {kind} only, got {data[key][bad]!r:.40} at "
+                    f"index {bad}."
+                )
+        lengths = [len(data[k]) for k in ("clean_correct", "robust", "perturbation")]
+        if len(set(lengths)) > 1:
+            raise FileFormatError(
+                f"{where}: 'clean_correct', 'robust' and 'perturbation' must be of one length, "
+                f"got {lengths[0]}, {lengths[1]} and {lengths[2]}."
+            )
         return cls(
             method=data["method"],
             eps=float(data["eps"]),
@@ -65,6 +92,26 @@ class AttackOutcome:
             time_s=float(data["time_s"]),
             settings=dict(data.get("settings", {})),
         )
+
+
+def _is_flag(value: Any) -> bool:
+    return type(value) in (int, bool) and value in (0, 1)
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
+# What :meth:`AttackOutcome.to_json` writes (``settings`` may be missing).
+_SHAPE = {
+    "method": str,
+    "eps": float,
+    "norm": str,
+    "time_s": float,
+    "clean_correct": list,
+    "robust": list,
+    "perturbation": list,
+}
 
 
 def predict_labels(classifier: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:

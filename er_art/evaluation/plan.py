@@ -132,7 +132,7 @@ class UnitRunner:
     def _cached(self, key: str, eps: float) -> AttackOutcome | None:
         found = self._memory.get((key, float(eps)))
         if found is None and self.store is not None:
-            found = self.store.load(self.label, key, eps)
+            found = self.store.load(self.label, key, eps, n=len(self.y))
             if found is not None:
                 self._memory[(key, float(eps))] = found
         return found

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import shutil
 from collections.abc import Iterator
@@ -45,7 +44,7 @@ from er_art.evaluation import (
     paper_protocol,
     worst_case_outcome,
 )
-from er_art.evaluation.store import MANIFEST, versioned
+from er_art.evaluation.store import MANIFEST, read_manifest, versioned
 from er_art.reproduce.plan import MethodPlan, Plan
 from er_art.reproduce.presets import CW_THRESHOLD, cw_eps_label, paper_value
 from er_art.stats import wilson_interval
@@ -107,7 +106,7 @@ def open_store(root: Path, options: dict[str, Any]) -> EvaluationStore:
     sentence."""
     manifest = root / MANIFEST
     if manifest.is_file():
-        saved = json.loads(manifest.read_text()).get("options", {})
+        saved = read_manifest(manifest)["options"]
         mine = versioned(options)
         if saved != mine:
             if saved.get("checkpoint_sha256") != mine.get("checkpoint_sha256"):

@@ -10,7 +10,6 @@ tables and the others go on; an interruption (SIGINT) propagates, and the same c
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,7 +25,7 @@ from er_art.reproduce.protocols import (
     torch_threads,
 )
 from er_art.reproduce.runs import MANIFEST_NAME, obtain_run, open_output
-from er_art.runs import read_run, write_json
+from er_art.runs import read_metrics, read_run, write_json
 from er_art.training import TrainingCallbacks, TrainingDiverged
 
 logger = logging.getLogger(__name__)
@@ -138,7 +137,5 @@ def run_plan(plan: Plan, callbacks: ReproduceCallbacks | None = None) -> Reprodu
 
 
 def _metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The run's metrics.jsonl records, each line checked (:func:`er_art.runs.read_metrics`)."""
+    return read_metrics(run_dir)

@@ -1,7 +1,8 @@
 """The runs of a reproduction: its output folder and one ``er-art train`` run per method.
 
 - ``OUT/reproduce.json`` says what the folder reproduces (dataset, scale, seed); a folder holding
-  another reproduction, or anything else, is refused in one sentence;
+  another reproduction, or anything else, is refused in one sentence, and so is a manifest that
+  is not a JSON object of that shape (:func:`er_art.json_files.read_json`);
 - ``OUT/runs/<method>/`` is an ``er-art train`` run directory (:mod:`er_art.training`): trained
   when absent, reused as it is when finished, continued with ``training.resume`` when
   interrupted, and refused when it was trained with other settings than the plan's.
@@ -9,13 +10,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from er_art.evaluation.store import canonical_json
+from er_art.json_files import read_json
 from er_art.reproduce.plan import MethodPlan, Plan
 from er_art.runs import RUN_JSON, read_run, write_json
 from er_art.training import git_revision, is_finished, package_versions, resume, train
@@ -55,7 +56,12 @@ def open_output(plan: Plan) -> dict[str, Any]:
     manifest = out / MANIFEST_NAME
     mine = {"dataset": plan.dataset, "scale": plan.scale.name, "seed": plan.seed}
     if manifest.is_file():
-        saved = json.loads(manifest.read_text())
+        saved = read_json(
+            manifest,
+            {},
+            what="an er-art reproduce manifest",
+            optional={"format": str, "dataset": str, "scale": str, "seed": int},
+        )
         if saved.get("format") != FORMAT:
             raise ValueError(f"{manifest} is not an er-art reproduce manifest; use another --out.")
         for key, value in mine.items():

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from er_art.datasets import _integer_labels
+
 DEFAULT_DATA_DIR = Path("data")  # torchvision's customary root, used when no data_dir is given
 
 
@@ -36,7 +38,7 @@ class UInt8ImageDataset:
         if len(x) != len(y):
             raise ValueError(f"x and y differ in length: {len(x)} and {len(y)}.")
         self.x = np.require(x, requirements=["C", "W"])  # torch tensors need writable memory
-        self.y = np.asarray(y, dtype=np.int64)
+        self.y = _integer_labels(y, "UInt8ImageDataset")  # 1.5 or "cat": a sentence
         self.transform = transform
 
     def __len__(self) -> int:

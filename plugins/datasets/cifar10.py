@@ -36,10 +36,15 @@ BATCH_FILES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": (
 _RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's array-unpickling function
 
 
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A batch names a global the unpickler does not admit (it would import or run code)."""
+
+
 class _ArrayOnlyUnpickler(pickle.Unpickler):
     """Unpickles dicts, lists, strings, numbers and NumPy arrays; refuses every other global."""
 
-    # Refused globals raise UnpicklingError: a tampered batch fails to load instead of running code.
+    # Refused globals raise _RefusedGlobal (an UnpicklingError): a tampered batch fails to load
+    # instead of running code (read_batch turns it into one sentence naming the file).
 
     ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
@@ -56,18 +61,41 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
         try:
             return self.ALLOWED[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(
+            raise _RefusedGlobal(
                 f"refusing to load {module}.{name} from a CIFAR-10 batch"
             ) from None
 
 
 def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One CIFAR-10 python batch: images uint8 ``(N, 3, 32, 32)`` and labels int64."""
-    with open(path, "rb") as fh:
-        batch = _ArrayOnlyUnpickler(fh, encoding="latin1").load()
-    batch = {(k.decode() if isinstance(k, bytes) else k): v for k, v in batch.items()}
-    data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    return data, np.asarray(batch["labels"], dtype=np.int64)
+    """One CIFAR-10 python batch: images uint8 ``(N, 3, 32, 32)`` and labels int64.
+
+    A file that is not a genuine batch (one that would import anything but NumPy's array
+    constructors, or is cut short, or lacks ``data`` / ``labels``) is one sentence naming it.
+    """
+    redo = "download it again or replace it with an intact copy"
+    try:
+        with open(path, "rb") as fh:
+            batch = _ArrayOnlyUnpickler(fh, encoding="latin1").load()
+    except _RefusedGlobal as err:
+        raise ValueError(f"{path} is not a CIFAR-10 batch ({err}); {redo}.") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path} is damaged ({type(err).__name__}: {err}); {redo}.") from None
+    except (LookupError, OverflowError) as err:  # e.g. a corrupt memo index or length
+        raise ValueError(f"{path} is damaged ({type(err).__name__}: {err}); {redo}.") from None
+    if isinstance(batch, dict):
+        batch = {(k.decode() if isinstance(k, bytes) else k): v for k, v in batch.items()}
+    if not isinstance(batch, dict) or "data" not in batch or "labels" not in batch:
+        raise ValueError(f"{path} is not a CIFAR-10 batch (no data and labels in it); {redo}.")
+    try:
+        data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(batch["labels"], dtype=np.int64)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{path} is damaged ({err}); {redo}.") from None
+    if labels.ndim != 1 or len(labels) != len(data):
+        raise ValueError(
+            f"{path} is damaged: {len(data)} images but labels of shape {labels.shape}; {redo}."
+        )
+    return data, labels
 
 
 def _npz_shards(folder: Path, split: str) -> list[Path]:

@@ -3,7 +3,8 @@
 Reads the original idx files in torchvision's layout, ``<data_dir>/MNIST/raw/`` (``data_dir`` may
 also be the ``MNIST/`` or ``raw/`` folder itself), compressed (``.gz``) or not, without extracting
 or writing anything (so a read-only copy works). ``download=True`` lets torchvision fetch them first
-(needs internet); the default never downloads. Defaults: the reference code's (NOTES.md), PGD
+(needs internet); the default never downloads. A damaged file (cut short, not gzip, not idx) is
+one sentence naming it. Defaults: the reference code's (NOTES.md), PGD
 ε = 0.3, step 0.01, 40 steps; the paper's ε grid 0 .. 0.4 step 0.025.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import gzip
 import logging
+import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,17 +30,37 @@ IDX_FILES = {
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """An idx file (``.gz`` or plain) of unsigned bytes as a NumPy array of its declared shape."""
+    """An idx file (``.gz`` or plain) of unsigned bytes as a NumPy array of its declared shape.
+
+    A file that is not one, or is cut short (an interrupted download), is one sentence naming it.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
-    zero, dtype_code, ndim = data[:2], data[2], data[3]
-    if zero != b"\x00\x00" or dtype_code != 0x08:
-        raise ValueError(f"{path} is not an idx file of unsigned bytes.")
-    dims = np.frombuffer(data, dtype=">i4", count=ndim, offset=4)
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(
-        tuple(int(d) for d in dims)
-    )
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise ValueError(
+            f"{path} is damaged ({err}); download it again or replace it with an intact copy."
+        ) from None
+    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
+        raise ValueError(
+            f"{path} is not an idx file of unsigned bytes; download it again or replace it with "
+            "an intact copy."
+        )
+    ndim = data[3]
+    if len(data) < 4 + 4 * ndim:
+        raise ValueError(
+            f"{path} is damaged (its header is cut short); download it again or replace it with "
+            "an intact copy."
+        )
+    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">i4", count=ndim, offset=4))
+    expected = 4 + 4 * ndim + math.prod(dims)
+    if len(data) != expected:
+        raise ValueError(
+            f"{path} is damaged: its header declares shape {dims} ({expected:,} bytes) but it "
+            f"holds {len(data):,} bytes; download it again or replace it with an intact copy."
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 def _idx_path(folder: Path, name: str) -> Path | None:
@@ -74,8 +97,14 @@ def make_idx_loader(folder_name: str, title: str, torchvision_class: str):
                 f"in {root / folder_name / 'raw'}; "
                 f"pass --data-dir pointing at the folder that contains {folder_name}/."
             )
-        images = read_idx(_idx_path(folder, names[0]))  # type: ignore[arg-type]
-        labels = read_idx(_idx_path(folder, names[1])).astype(np.int64)  # type: ignore[arg-type]
+        image_path, label_path = _idx_path(folder, names[0]), _idx_path(folder, names[1])
+        images = read_idx(image_path)  # type: ignore[arg-type]
+        labels = read_idx(label_path).astype(np.int64)  # type: ignore[arg-type]
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise ValueError(
+                f"{image_path} and {label_path} do not match: images {images.shape} and labels "
+                f"{labels.shape}; expected (N, H, W) images and N labels."
+            )
         logger.info("%s %s: %d images from %s", title, split, len(labels), folder)
         return UInt8ImageDataset(images[:, None, :, :], labels)
 

@@ -8,8 +8,11 @@ every shard serves both splits (e.g. one file of adversarial examples to evaluat
 
 Images may be uint8 in [0, 255] or float in [0, 1], ``(N, H, W, C)``, ``(N, C, H, W)`` or
 ``(N, H, W)``; they come out float32 ``(C, H, W)`` in [0, 1] (uint8 shards stay uint8 in memory).
-Labels are integers (or one-hot rows). No augmentation unless ``augment=True`` (random crop with
-4-pixel padding + horizontal flip).
+Labels are integers (or one-hot rows); strings, fractions and negative numbers are refused in one
+sentence naming the file. The class count is the largest label + 1, so a training split must
+hold an example of each class 0 .. K-1 (one stray label such as 60000 would otherwise build a
+60001-way head) and of at least two classes. No augmentation unless ``augment=True`` (random crop
+with 4-pixel padding + horizontal flip).
 
 The shape and class count are facts of the files, so the registered ``DATASET`` declares
 ``input_shape=()`` and ``nb_classes=0``; :func:`spec_for` (also ``DATASET.extra["resolve"]``) reads
@@ -22,17 +25,20 @@ defaults of the built-in dataset with the same image shape (e.g. ``cifar10`` for
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import logging
 import zipfile
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from er_art.plugins.datasets._images import UInt8ImageDataset, crop_flip
 
-from er_art.datasets import ArrayDataset, DatasetNotFoundError, DatasetSpec
+from er_art.datasets import ArrayDataset, DatasetNotFoundError, DatasetSpec, check_labels
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +102,7 @@ def _keys(names: list[str], split: str, path: Path) -> tuple[str, str]:
 
 def read_header(path: Path, split: str = "train") -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype of a shard's image array, read from its ``.npy`` header (no loading)."""
-    with zipfile.ZipFile(path) as archive:
+    with reading(path), zipfile.ZipFile(path) as archive:
         names = [n.removesuffix(".npy") for n in archive.namelist()]
         x_key, _ = _keys(names, split, path)
         with archive.open(f"{x_key}.npy") as fh:
@@ -136,31 +142,53 @@ def to_chw(x: np.ndarray) -> np.ndarray:
 
 
 def to_labels(y: np.ndarray, path: Path) -> np.ndarray:
-    """Integer class labels (one-hot rows are turned into their argmax)."""
+    """Integer class labels (one-hot rows are turned into their argmax); anything else (strings,
+    fractions, negative numbers) is one sentence naming ``path``."""
     y = np.asarray(y)
-    if y.ndim == 2:
+    if y.ndim == 2 and y.dtype.kind in "biuf":
         y = y.argmax(axis=1)
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
+    return check_labels(y, str(path))
+
+
+@contextlib.contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """A shard that cannot be read as a ``.npz`` of plain arrays is one sentence naming it."""
+    try:
+        yield
+    except (zipfile.BadZipFile, EOFError, zlib.error) as err:
         raise ValueError(
-            f"{path}: labels y must be integers of shape (N,) or one-hot (N, classes)."
-        )
-    y = y.astype(np.int64)
-    if y.size and y.min() < 0:
-        raise ValueError(f"{path}: labels must be non-negative, found {int(y.min())}.")
-    return y
+            f"{path} is damaged or not a .npz file ({err}); re-create it with numpy.savez."
+        ) from None
+    except ValueError as err:
+        if "allow_pickle" not in str(err):
+            raise
+        raise ValueError(
+            f"{path} holds an array of Python objects, which er-art does not unpickle; "
+            "accepted: arrays of numbers (images, integer labels)."
+        ) from None
 
 
 def read_arrays(shards: list[Path], split: str) -> tuple[np.ndarray, np.ndarray]:
     """Concatenated images ``(N, C, H, W)`` (uint8, or float32 in [0, 1]) and labels."""
     xs, ys = [], []
     for path in shards:
-        with np.load(path, allow_pickle=False) as data:
+        with reading(path), np.load(path, allow_pickle=False) as data:
             x_key, y_key = _keys(list(data.files), split, path)
             x, y = to_chw(data[x_key]), to_labels(data[y_key], path)
+        if x.dtype.kind not in "biuf":
+            raise ValueError(
+                f"{path}: images x must be numbers, got {x.dtype}; accepted: uint8 in [0, 255] "
+                "or floats in [0, 1]."
+            )
         if len(x) != len(y):
             raise ValueError(f"{path}: {len(x)} images but {len(y)} labels.")
         if x.dtype != np.uint8:
             x = x.astype(np.float32, copy=False)
+            if not np.isfinite(x).all():  # NaN passes the range test below
+                raise ValueError(
+                    f"{path}: images hold NaN or infinite values; accepted: finite values in "
+                    "[0, 1] (or uint8 in [0, 255])."
+                )
             if x.size and (x.min() < 0.0 or x.max() > 1.0):
                 raise ValueError(
                     f"{path}: float images must lie in [0, 1], "
@@ -206,7 +234,7 @@ def spec_for(data_dir: str | Path) -> DatasetSpec:
             continue
         for path in chosen:
             shapes.add(image_shape(read_header(path, split)[0]))
-            with np.load(path, allow_pickle=False) as data:
+            with reading(path), np.load(path, allow_pickle=False) as data:
                 _, y_key = _keys(list(data.files), split, path)
                 y = to_labels(data[y_key], path)
             if y.size:
@@ -237,7 +265,8 @@ def spec_for(data_dir: str | Path) -> DatasetSpec:
         nb_classes=nb_classes,
         description=f"{len(shards)} .npz shard(s) at {data_dir}: "
         f"images {shape}, {nb_classes} classes" + (f" (defaults of {known})" if known else ""),
-        extra={**DATASET.extra, "data_dir": str(data_dir)},
+        # nb_classes is read from the labels: training checks each class has an example
+        extra={**DATASET.extra, "data_dir": str(data_dir), "classes_from_labels": True},
         **fields,
     )
 

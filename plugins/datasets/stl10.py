@@ -29,11 +29,13 @@ def read_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
     The files store the images column-major and the labels as 1..10.
     """
-    x = (
-        np.fromfile(folder / f"{split}_X.bin", dtype=np.uint8)
-        .reshape(-1, 3, 96, 96)
-        .transpose(0, 1, 3, 2)
-    )
+    raw = np.fromfile(folder / f"{split}_X.bin", dtype=np.uint8)
+    if raw.size % (3 * 96 * 96):
+        raise ValueError(
+            f"{folder / f'{split}_X.bin'} is damaged: {raw.size:,} bytes is not a whole number of "
+            "3x96x96 images; download it again or replace it with an intact copy."
+        )
+    x = raw.reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
     y = np.fromfile(folder / f"{split}_y.bin", dtype=np.uint8).astype(np.int64) - 1
     if len(x) != len(y):
         raise ValueError(f"{folder}: {len(x)} images but {len(y)} labels in the {split} split.")

@@ -44,8 +44,17 @@ class ImageFileDataset:
         from torchvision.transforms.functional import pil_to_tensor
 
         path, label = self.samples[i]
-        with Image.open(path) as image:
-            x = pil_to_tensor(image.convert("RGB")).float().div_(255.0)
+        try:
+            with Image.open(path) as image:
+                x = pil_to_tensor(image.convert("RGB")).float().div_(255.0)
+        except OSError as err:  # PIL: not an image, or cut short
+            raise ValueError(
+                f"{path} is damaged ({err}); download it again or replace it with an intact copy."
+            ) from None
+        if tuple(x.shape[1:]) != (64, 64):
+            raise ValueError(
+                f"{path} is {x.shape[2]}x{x.shape[1]} pixels; Tiny ImageNet's are 64x64."
+            )
         if self.transform is not None:
             x = self.transform(x)
         return x, label
