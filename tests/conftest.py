@@ -6,7 +6,9 @@ import os
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("ART_DATA_PATH", tempfile.mkdtemp(prefix="er-art-test-art-"))
+if "ART_DATA_PATH" not in os.environ:  # removed when the session ends (it held 250 dirs in /tmp)
+    _ART_DIR = tempfile.TemporaryDirectory(prefix="er-art-test-art-")
+    os.environ["ART_DATA_PATH"] = _ART_DIR.name
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
