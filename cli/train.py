@@ -32,12 +32,13 @@ with the number of processes it was trained with.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from er_art.cli.common import fail, parse_key_values, setup_logging, user_errors
+from er_art.cli.common import fail, is_user_error, parse_key_values, setup_logging, user_errors
 from er_art.cli.world import join, reported_errors
 
 
@@ -179,6 +180,16 @@ def parse_arch_options(values: list[str] | None) -> dict[str, Any] | None:
     return parse_key_values(values, "--arch-option", "ensemble=50")
 
 
+def _marked_failed(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a run that training marked failed (it stopped on an error)."""
+    from er_art.runs import read_run
+
+    try:
+        return read_run(run_dir).get("status") == "failed"
+    except Exception:  # noqa: BLE001 (we are reporting another error)
+        return False
+
+
 def train(
     dataset: Annotated[
         str, typer.Option(help="Dataset plugin (er-art plugins datasets).")
@@ -306,10 +317,12 @@ def train(
         from er_art import training
 
         progress = _Progress(world.size)
+        run_dir: Path | None = None  # the run being trained, once known
         try:
             if resume:
                 if out is None:
                     raise fail("--resume needs --out RUN_DIR, the run to continue.")
+                run_dir = Path(out)
                 given = {
                     "--dataset": dataset != "digits",
                     "--data-dir": data_dir is not None,
@@ -408,6 +421,19 @@ def train(
             if world.is_main:  # exit 2, as cli/common.py's refused writes
                 raise fail(str(err)) from None
             raise typer.Exit(2) from None
+        except Exception as err:  # a bug, not the user's: one sentence, the traceback logged
+            if is_user_error(err) or run_dir is None or not _marked_failed(Path(run_dir)):
+                raise
+            progress.stop()
+            logging.getLogger("er_art").info("the error's traceback:", exc_info=True)
+            if world.is_main:
+                raise fail(
+                    f"training stopped on an unexpected error ({type(err).__name__}: {err}); "
+                    f"{run_dir} is marked failed with its last checkpoint kept, and `er-art train "
+                    f"--resume --out {run_dir}` continues from it (--verbose shows the traceback).",
+                    code=1,
+                ) from None
+            raise typer.Exit(1) from None
         finally:
             progress.stop()
     world.leave()
