@@ -19,33 +19,15 @@ from er_art.evaluation.store import canonical_json
 from er_art.json_files import read_json
 from er_art.reproduce.plan import MethodPlan, Plan
 from er_art.runs import RUN_JSON, read_run, write_json
-from er_art.training import git_revision, is_finished, package_versions, resume, train
+from er_art.training import DEFINING, git_revision, is_finished, package_versions, resume, train
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "reproduce.json"
 FORMAT = "er-art-reproduce"
-# the config fields that make a trained model what the plan wants (not the device, threads, ...)
-COMPARED = (
-    "dataset",
-    "trainer",
-    "arch",
-    "arch_options",
-    "prior",
-    "embedding_dim",
-    "eps",
-    "eps_step",
-    "max_iter",
-    "num_random_init",
-    "use_predictions",
-    "adv_ratio",
-    "epochs",
-    "batch_size",
-    "lr",
-    "seed",
-    "limit",
-    "amp",
-)
+# the config fields that make a trained model what the plan wants: what makes a checkpoint what
+# it is (er_art.training.DEFINING) and its number of epochs
+COMPARED = (*DEFINING, "epochs")
 
 
 # ---------------------------------------------------------------------------- the output folder
