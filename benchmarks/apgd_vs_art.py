@@ -5,7 +5,8 @@
 
 Trains the test suite's ``trained_digits`` model (conftest.py: ``build_classifier("digits")``,
 torch seed 0, Algorithm 1 for 8 epochs on one thread), then attacks every test image with
-er-art's :class:`~er_art.apgd.AutoPGD` and ART's ``AutoProjectedGradientDescent`` at the *same*
+er-art's :class:`~er_art.attacks.apgd.AutoPGD` and
+ART's ``AutoProjectedGradientDescent`` at the *same*
 budget (eps, iterations, restarts), for several seeds each. For every pair it counts the
 discordant examples (robust under one attack, broken by the other) and gives the exact McNemar
 p-value (``scipy.stats.binomtest`` on the discordant pairs). A weaker er-art attack shows as many
@@ -61,8 +62,8 @@ def apgd_pair(clf, x, y, loss, eps, iters, restarts, art_restarts, seed):
     """Robust flags of er-art's APGD (``restarts``) and ART's (``art_restarts``), one seed."""
     from art.attacks.evasion import AutoProjectedGradientDescent
 
-    from er_art.apgd import AutoPGD
-    from er_art.attack_view import attack_view
+    from er_art.attacks.apgd import AutoPGD
+    from er_art.attacks.view import attack_view
 
     view = attack_view(clf, loss)
     torch.manual_seed(seed)
@@ -82,8 +83,8 @@ def pgd_from_x(clf, x, y, eps, step, iters):
     broke (er-art's ``broken``), and whether the two agree on the examples no iterate broke."""
     from art.attacks.evasion import ProjectedGradientDescent
 
-    from er_art.attack_view import attack_view
-    from er_art.pgd import PGD
+    from er_art.attacks.pgd import PGD
+    from er_art.attacks.view import attack_view
 
     view = attack_view(clf)
     attack = PGD(view, eps=eps, eps_step=step, max_iter=iters)

@@ -13,7 +13,8 @@ one process, so that the ratios compare like with like on a shared machine:
    PGD and APGD, each restart on the examples no earlier one broke; Square with 1000 queries as in
    ``er-art evaluate``), with ``implementation=art`` (ART's ``ProjectedGradientDescent``,
    ``AutoProjectedGradientDescent``, ``SquareAttack``) and ``implementation=torch``
-   (``er_art.pgd.PGD``, ``er_art.apgd.AutoPGD``, ``er_art.square.SquareAttackTorch``) at each
+   (``er_art.attacks.pgd.PGD``, ``er_art.attacks.apgd.AutoPGD``,
+   ``er_art.attacks.square.SquareAttackTorch``) at each
    ``--eps``, ``--repeats`` times: seconds, robust accuracy, and ART's time over torch's;
 2. **the overhead**: one restart of ``AutoPGD`` (CE, 25 iterations) on every correctly classified
    image against a bare PyTorch loop of the same work, 26 forward and backward passes of the model
@@ -41,8 +42,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import er_art  # noqa: E402
-from er_art.apgd import AutoPGD  # noqa: E402
-from er_art.attack_view import attack_view  # noqa: E402
+from er_art.attacks.apgd import AutoPGD  # noqa: E402
+from er_art.attacks.view import attack_view  # noqa: E402
 from er_art.datasets import get_dataset  # noqa: E402
 from er_art.evaluation import predict_labels, run_attack  # noqa: E402
 

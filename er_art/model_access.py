@@ -1,8 +1,9 @@
 """Differentiable access to an ART ``PyTorchClassifier``: logits and input-only gradients.
 
 What er-art's own gradient attacks need of a classifier (an ``ERClassifier`` or a stock one) and
-ART's estimator API does not give in one call: FAB (:mod:`er_art.fab`), C&W L2
-(:mod:`er_art.cw_fast`) and the attack view's losses (:mod:`er_art.attack_view`) all go through
+ART's estimator API does not give in one call: FAB (:mod:`er_art.attacks.fab`), C&W L2
+(:mod:`er_art.attacks.cw_fast`) and the attack view's losses (:mod:`er_art.attacks.view`) all go
+through
 here.
 
 - **through the preprocessing**: framework-native (PyTorch) preprocessing is differentiated by

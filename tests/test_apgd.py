@@ -1,4 +1,5 @@
-"""er_art.apgd: Auto-PGD in PyTorch (APGD-CE, APGD-DLR, APGD-T's inner attack) on the model's
+"""er_art.attacks.apgd: Auto-PGD in PyTorch (APGD-CE, APGD-DLR, APGD-T's inner attack) on the
+model's
 device: correct against closed-form minimal distances, no weaker than ART's APGD, seeded, no host
 round trip per iteration, EOT, and the plugins' ``implementation`` switch."""
 
@@ -10,11 +11,11 @@ import torch
 from art.attacks.evasion import AutoProjectedGradientDescent
 
 from er_art import model_access
-from er_art.apgd import AutoPGD, build_apgd, checkpoints
-from er_art.attack_view import attack_view, encode_targets
 from er_art.attacks import get_attack
+from er_art.attacks.apgd import AutoPGD, build_apgd, checkpoints
+from er_art.attacks.pgd import PGD
+from er_art.attacks.view import attack_view, encode_targets
 from er_art.evaluation import predict_labels
-from er_art.pgd import PGD
 from tests.linear_models import linear_classifier, linear_data, minimal_distance
 
 

@@ -1,4 +1,4 @@
-"""er_art.attack_view: what gradient attacks see (input-only gradients, DLR losses, EOT) and the
+"""er_art.attacks.view: what gradient attacks see (input-only gradients, DLR losses, EOT) and the
 attacks built on it (APGD without weight gradients, APGD-T, --eot)."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
 import er_art
-from er_art.attack_view import (
+from er_art.attacks import get_attack
+from er_art.attacks.view import (
     AttackView,
     attack_view,
     dlr_loss,
@@ -18,7 +19,6 @@ from er_art.attack_view import (
     per_example_loss,
     targeted_dlr_loss,
 )
-from er_art.attacks import get_attack
 from er_art.evaluation import generate_adversarial, predict_labels, run_attack
 
 

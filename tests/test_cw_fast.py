@@ -1,4 +1,4 @@
-"""C&W L2 in PyTorch (``er_art.cw_fast.CarliniL2Fast``) and the ``cw-fast`` plugin.
+"""C&W L2 in PyTorch (``er_art.attacks.cw_fast.CarliniL2Fast``) and the ``cw-fast`` plugin.
 
 On an affine classifier the minimal L2 distance is known in closed form: for true class ``y`` and
 another class ``k`` the boundary ``f_y = f_k`` is a hyperplane with normal ``w_y - w_k``, so the
@@ -16,7 +16,7 @@ from art.estimators.classification import PyTorchClassifier
 
 import er_art
 from er_art.attacks import get_attack
-from er_art.cw_fast import CarliniL2Fast
+from er_art.attacks.cw_fast import CarliniL2Fast
 from tests.linear_models import SHAPE, linear_classifier, linear_data, minimal_distance
 
 

@@ -45,7 +45,7 @@ def test_unit_seeds_are_per_attack_and_eps_and_stable():
 def test_restarts_attack_only_what_earlier_restarts_left_robust(
     trained_digits, sample, monkeypatch
 ):
-    from er_art.pgd import PGD
+    from er_art.attacks.pgd import PGD
 
     x, y = sample
     sizes: list[int] = []

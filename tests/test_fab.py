@@ -1,4 +1,4 @@
-"""FAB / FAB-T (``er_art.fab.FABAttack``) and the ``fab-t`` plugin.
+"""FAB / FAB-T (``er_art.attacks.fab.FABAttack``) and the ``fab-t`` plugin.
 
 On a linear classifier the minimal adversarial distance is known in closed form: for true class
 ``y`` and another class ``k``, the boundary ``f_y = f_k`` is a hyperplane with normal
@@ -14,7 +14,7 @@ import torch
 
 import er_art
 from er_art.attacks import get_attack
-from er_art.fab import FABAttack
+from er_art.attacks.fab import FABAttack
 from tests.linear_models import N_CLASSES, linear_classifier, linear_data, minimal_distance
 
 

@@ -1,4 +1,4 @@
-"""Square Attack in PyTorch (``er_art.square.SquareAttackTorch``) and the ``square`` plugin.
+"""Square Attack in PyTorch (``er_art.attacks.square.SquareAttackTorch``) and the ``square`` plugin.
 
 Most tests attack a stock ART ``PyTorchClassifier`` (a 64-32-10 MLP trained on digits in under a
 second); the ER-Classifier path runs on the session's ``trained_digits``.
@@ -16,7 +16,7 @@ from art.estimators.classification import PyTorchClassifier
 
 import er_art
 from er_art.attacks import get_attack
-from er_art.square import SquareAttackTorch, p_selection, window_side
+from er_art.attacks.square import SquareAttackTorch, p_selection, window_side
 from tests.linear_models import SHAPE, linear_classifier, linear_data
 
 

@@ -28,8 +28,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from er_art.attack_view import attack_view
 from er_art.attacks import AttackSpec, get_attack
+from er_art.attacks.view import attack_view
 from er_art.distributed import World
 from er_art.evaluation.outcome import (
     AttackOutcome,

@@ -1,4 +1,4 @@
-"""``apgd-ce``: Auto-PGD, cross-entropy loss, L-infinity (``er_art.apgd.AutoPGD``).
+"""``apgd-ce``: Auto-PGD, cross-entropy loss, L-infinity (``er_art.attacks.apgd.AutoPGD``).
 
 [Croce & Hein, 2020] "Reliable evaluation of adversarial robustness with an ensemble of diverse
 parameter-free attacks" (https://arxiv.org/abs/2003.01690). Distance measure: Linf. White-box,
@@ -15,7 +15,8 @@ Arguments (ART names):
         AutoAttack 1 x 100)
     targeted (bool): targeted attack. (Default: False)
     batch_size (int): attack batch size. (Default: 128; the CLI's 512)
-    implementation (str): ``"torch"``, er-art's ``er_art.apgd.AutoPGD`` (batched on the model's
+    implementation (str): ``"torch"``, er-art's ``er_art.attacks.apgd.AutoPGD`` (batched on the
+        model's
         device; every adversarial iterate counts), or ``"art"``, ART's
         ``AutoProjectedGradientDescent`` (a NumPy loop; returns the last iterate). (Default:
         "torch")
@@ -32,8 +33,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from er_art.apgd import build_apgd
 from er_art.attacks import AttackSpec
+from er_art.attacks.apgd import build_apgd
 
 
 def _build(classifier: Any, **kwargs: Any) -> Any:

@@ -3,7 +3,7 @@
 [Croce & Hein, 2020] "Reliable evaluation of adversarial robustness with an ensemble of diverse
 parameter-free attacks" (https://arxiv.org/abs/2003.01690). Distance measure: Linf. White-box,
 iterative. For each of the ``n_target_classes`` classes the model ranks highest after the true one
-(on the clean input), Auto-PGD (``er_art.apgd.AutoPGD``) maximises the targeted DLR loss
+(on the clean input), Auto-PGD (``er_art.attacks.apgd.AutoPGD``) maximises the targeted DLR loss
 ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)`` towards that target, on the examples no earlier
 target has broken. Success is misclassification (not reaching the target), as in AutoAttack. Needs
 at least 4 classes.
@@ -16,7 +16,8 @@ Arguments (ART names):
     n_target_classes (int): target classes, the highest-ranked first; capped at nb_classes - 1.
         (Default: 9, AutoAttack's standard version)
     batch_size (int): attack batch size. (Default: 128)
-    implementation (str): ``"torch"`` (``er_art.apgd.AutoPGD``, batched on the model's device) or
+    implementation (str): ``"torch"`` (``er_art.attacks.apgd.AutoPGD``, batched on the model's
+        device) or
         ``"art"`` (ART's ``AutoProjectedGradientDescent``). (Default: "torch")
 
 Shape:
@@ -38,9 +39,9 @@ from art.estimators.classification.classifier import ClassifierMixin
 from art.estimators.estimator import BaseEstimator, LossGradientsMixin
 from art.utils import check_and_transform_label_format
 
-from er_art.apgd import build_apgd
-from er_art.attack_view import encode_targets
 from er_art.attacks import AttackSpec, check_implementation
+from er_art.attacks.apgd import build_apgd
+from er_art.attacks.view import encode_targets
 
 
 class APGDTargeted(EvasionAttack):

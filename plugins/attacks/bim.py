@@ -1,4 +1,4 @@
-"""``bim``: Basic Iterative Method, L-infinity (``er_art.pgd.PGD`` from ``x``).
+"""``bim``: Basic Iterative Method, L-infinity (``er_art.attacks.pgd.PGD`` from ``x``).
 
 [Kurakin et al., 2017] "Adversarial examples in the physical world"
 (https://arxiv.org/abs/1607.02533). Distance measure: Linf. White-box, iterative; PGD without
@@ -10,7 +10,8 @@ Arguments (ART names):
     max_iter (int): number of steps. (Default: 50)
     targeted (bool): targeted attack. (Default: False)
     batch_size (int): attack batch size. (Default: 128)
-    implementation (str): ``"torch"``, er-art's ``er_art.pgd.PGD`` from ``x`` (batched on the
+    implementation (str): ``"torch"``, er-art's ``er_art.attacks.pgd.PGD`` from ``x`` (batched on
+        the
         model's device; every adversarial iterate counts), or ``"art"``, ART's
         ``BasicIterativeMethod``. (Default: "torch")
 
@@ -26,8 +27,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from er_art.attack_view import attack_view
 from er_art.attacks import AttackSpec, check_implementation, quarter_eps_step
+from er_art.attacks.view import attack_view
 
 
 def _build(classifier: Any, implementation: str = "torch", **kwargs: Any) -> Any:
@@ -35,7 +36,7 @@ def _build(classifier: Any, implementation: str = "torch", **kwargs: Any) -> Any
         from art.attacks.evasion import BasicIterativeMethod
 
         return BasicIterativeMethod(attack_view(classifier), verbose=False, **kwargs)
-    from er_art.pgd import PGD
+    from er_art.attacks.pgd import PGD
 
     return PGD(attack_view(classifier), num_random_init=0, **kwargs)
 

@@ -1,11 +1,12 @@
-"""``cw-fast``: Carlini & Wagner L2 attack, batched in PyTorch (``er_art.cw_fast.CarliniL2Fast``).
+"""``cw-fast``: Carlini & Wagner L2 attack, batched in PyTorch
+(``er_art.attacks.cw_fast.CarliniL2Fast``).
 
 [Carlini & Wagner, 2017] "Towards Evaluating the Robustness of Neural Networks"
 (https://arxiv.org/abs/1608.04644). Distance measure: L2. White-box, iterative, minimal
 perturbation: it has no eps budget; er-art scores it under an L2 threshold like ``cw``. The same
 objective as ``cw`` (ART's ``CarliniL2Method``), optimised with Adam in tanh space on the
 estimator's device instead of a NumPy line search: one forward and backward pass per step.
-Binary-search steps continue from where the previous one ended (see ``er_art.cw_fast``).
+Binary-search steps continue from where the previous one ended (see ``er_art.attacks.cw_fast``).
 
 Arguments (ART's names where they mean the same thing):
     confidence (float): margin kappa of the adversarial logit. (Default: 0.0)
@@ -35,7 +36,7 @@ from er_art.attacks import AttackSpec
 
 
 def _build(classifier: Any, **kwargs: Any) -> Any:
-    from er_art.cw_fast import CarliniL2Fast
+    from er_art.attacks.cw_fast import CarliniL2Fast
 
     return CarliniL2Fast(classifier, verbose=False, **kwargs)
 

@@ -1,5 +1,5 @@
 """``fab-t``: targeted Fast Adaptive Boundary attack, Linf, as in the standard AutoAttack
-(er-art's own ``er_art.fab.FABAttack``; ART has no FAB).
+(er-art's own ``er_art.attacks.fab.FABAttack``; ART has no FAB).
 
 [Croce & Hein, 2020] "Minimally distorted adversarial examples with a fast adaptive boundary
 attack" (https://arxiv.org/abs/1907.02044). Distance measure: Linf. White-box, iterative. FAB
@@ -36,7 +36,7 @@ from er_art.attacks import AttackSpec
 
 
 def _build(classifier: Any, **kwargs: Any) -> Any:
-    from er_art.fab import FABAttack
+    from er_art.attacks.fab import FABAttack
 
     return FABAttack(classifier, norm="inf", targeted=True, verbose=False, **kwargs)
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from er_art.attack_view import attack_view
 from er_art.attacks import AttackSpec
+from er_art.attacks.view import attack_view
 
 
 def _build(classifier: Any, **kwargs: Any) -> Any:

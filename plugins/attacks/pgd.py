@@ -1,4 +1,4 @@
-"""``pgd``: Projected Gradient Descent, L-infinity (``er_art.pgd.PGD``).
+"""``pgd``: Projected Gradient Descent, L-infinity (``er_art.attacks.pgd.PGD``).
 
 [Madry et al., 2018] "Towards Deep Learning Models Resistant to Adversarial Attacks"
 (https://arxiv.org/abs/1706.06083). Distance measure: Linf. White-box, iterative.
@@ -15,7 +15,8 @@ Arguments (ART names):
     random_eps (bool): draw eps at random per example. (Default: False)
     targeted (bool): targeted attack. (Default: False)
     batch_size (int): attack batch size. (Default: 128)
-    implementation (str): ``"torch"``, er-art's ``er_art.pgd.PGD`` (batched on the model's device;
+    implementation (str): ``"torch"``, er-art's ``er_art.attacks.pgd.PGD`` (batched on the model's
+        device;
         every adversarial iterate counts), or ``"art"``, ART's ``ProjectedGradientDescent`` (which
         also runs with ``decay`` or ``random_eps``). (Default: "torch")
 
@@ -36,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from er_art.attack_view import attack_view
 from er_art.attacks import AttackSpec, check_implementation, quarter_eps_step
+from er_art.attacks.view import attack_view
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def _build(classifier: Any, implementation: str = "torch", **kwargs: Any) -> Any
         if implementation == "torch":
             logger.info("pgd: decay and random_eps are ART's options; running ART's PGD")
         return ProjectedGradientDescent(view, norm=np.inf, verbose=False, **kwargs)
-    from er_art.pgd import PGD
+    from er_art.attacks.pgd import PGD
 
     kwargs.pop("decay", None)
     kwargs.pop("random_eps", None)

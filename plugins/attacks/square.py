@@ -1,4 +1,4 @@
-"""``square``: Square Attack, L-infinity (``er_art.square.SquareAttackTorch``, or ART's
+"""``square``: Square Attack, L-infinity (``er_art.attacks.square.SquareAttackTorch``, or ART's
 ``SquareAttack``).
 
 [Andriushchenko et al., 2020] "Square Attack: a query-efficient black-box adversarial attack via
@@ -7,7 +7,7 @@ only, no gradients): it is the gradient-masking detector of the evaluation, as i
 stronger than white-box PGD. Untargeted only.
 
 By default the search runs as tensors on the estimator's device (``SquareAttackTorch``: one window
-per example per iteration, one forward pass per iteration; see ``er_art.square``);
+per example per iteration, one forward pass per iteration; see ``er_art.attacks.square``);
 ``implementation="art"`` builds ART's ``SquareAttack`` instead (a NumPy loop through ``predict``,
 one window per batch).
 
@@ -43,7 +43,7 @@ def _build(classifier: Any, implementation: str = "torch", **kwargs: Any) -> Any
         from art.attacks.evasion import SquareAttack
 
         return SquareAttack(classifier, norm=np.inf, verbose=False, **kwargs)
-    from er_art.square import SquareAttackTorch
+    from er_art.attacks.square import SquareAttackTorch
 
     return SquareAttackTorch(classifier, norm=np.inf, verbose=False, **kwargs)
 

@@ -13,7 +13,7 @@ per target class, the targets being the classes with the 2nd, 3rd, ... highest c
 them, or ``nb_classes - 1`` when fewer exist); an example stops being attacked once a run breaks
 it. The labels given to :meth:`FABAttack.generate` are always the TRUE labels.
 
-    >>> from er_art.fab import FABAttack
+    >>> from er_art.attacks.fab import FABAttack
     >>> attack = FABAttack(classifier, eps=8 / 255)            # FAB-T, AutoAttack's settings
     >>> x_adv = attack.generate(x_test, y_test)                # y_test: true labels
 

@@ -8,7 +8,7 @@ search: start from vertical stripes of ``+-eps``; at each iteration move a rando
 the current perturbation to ``+-eps`` (one random sign per channel) and keep the move when the
 margin falls. An example is broken (and stops being queried) once its margin is below 0.
 
-    >>> from er_art.square import SquareAttackTorch
+    >>> from er_art.attacks.square import SquareAttackTorch
     >>> torch.manual_seed(0)
     >>> attack = SquareAttackTorch(classifier, eps=0.1, max_iter=1000)
     >>> x_adv = attack.generate(x_test, y_test)              # y_test: true labels

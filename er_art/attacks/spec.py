@@ -10,7 +10,7 @@ has a perturbation budget ``eps`` (PGD, FGSM, Square, ...) or looks for a minima
     >>> attack = pgd.build(classifier, eps=0.1, max_iter=40, restarts=2)   # an ART EvasionAttack
     >>> x_adv = attack.generate(x_test, y_test)
 
-Gradient attacks whose ``eot`` flag is set get an :class:`~er_art.attack_view.AttackView` of the
+Gradient attacks whose ``eot`` flag is set get an :class:`~er_art.attacks.view.AttackView` of the
 classifier: input-only gradients of the attack's loss, averaged over ``N`` stochastic forward
 passes with ``--eot N`` (randomised models).
 
@@ -91,7 +91,7 @@ class AttackSpec:
     patience: int | None = None
     min_restarts: int = 1
     targeted: bool = True  # supports targeted attacks
-    eot: bool = False  # reads gradients through er_art.attack_view, so --eot N averages them
+    eot: bool = False  # reads gradients through er_art.attacks.view, so --eot N averages them
     # eps values are the paper's normalised L2 thresholds ||delta||_2 / d (Table 2), not absolute
     normalised_l2: bool = False
     description: str = ""

@@ -15,7 +15,7 @@ A step is ``z = P(x_k + eta * s(grad))`` then ``x_{k+1} = P(x_k + alpha (z - x_k
 sign (Linf) or the L2-normalised gradient (L2), ``P`` the projection onto the eps-ball around ``x``
 and the ``clip_values`` box.
 
-    >>> from er_art.apgd import AutoPGD
+    >>> from er_art.attacks.apgd import AutoPGD
     >>> attack = AutoPGD(classifier, eps=0.1, max_iter=100, loss="dlr")
     >>> x_adv = attack.generate(x_test, y_test)        # untargeted: y_test = true labels
 
@@ -34,10 +34,10 @@ of the Linf ball (L2: a random point on the sphere of radius eps). Deliberate di
   *any* iterate is misclassified, and that iterate is returned, where ART returns the last iterate
   only (an example that crosses the boundary and comes back counts as robust there). Examples no
   iterate broke come back at their highest-loss point;
-- losses are er-art's (:mod:`er_art.attack_view`): ``"ce"``, ``"dlr"`` (untargeted; with
+- losses are er-art's (:mod:`er_art.attacks.view`): ``"ce"``, ``"dlr"`` (untargeted; with
   ``targeted=True`` the labels are targets and the loss at the target is minimised, ART's
   convention) and ``"dlr-targeted"`` (AutoAttack's APGD-T loss: label rows from
-  :func:`~er_art.attack_view.encode_targets` carry the true class and the target; success is
+  :func:`~er_art.attacks.view.encode_targets` carry the true class and the target; success is
   misclassification, as in AutoAttack);
 - the box is the estimator's ``clip_values`` (none without them); randomness comes from torch's
   global generator on the device (callers seed it);
@@ -63,14 +63,14 @@ from art.estimators.pytorch import PyTorchEstimator
 
 from er_art import model_access
 from er_art.arg_checks import is_int, is_number, norm_key
-from er_art.attack_view import (
+from er_art.attacks import check_implementation
+from er_art.attacks.view import (
     LOSSES,
     attack_view,
     per_example_loss,
     targeted_dlr_loss,
     true_and_target,
 )
-from er_art.attacks import check_implementation
 
 logger = logging.getLogger(__name__)
 

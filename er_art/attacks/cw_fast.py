@@ -15,7 +15,7 @@ yet. Every iterate is checked; the result per example is the smallest-L2 success
 over the whole search (success: the margin inside ``f`` is below 0, i.e. the target class wins, or
 the true class loses, by more than ``confidence``).
 
-    >>> from er_art.cw_fast import CarliniL2Fast
+    >>> from er_art.attacks.cw_fast import CarliniL2Fast
     >>> attack = CarliniL2Fast(classifier, max_iter=100, binary_search_steps=9)
     >>> x_adv = attack.generate(x_test, y_test)              # untargeted: y_test = true labels
 

@@ -7,11 +7,12 @@ with ``num_random_init=0``), ``max_iter`` steps ``x <- P(x + eps_step * s(grad))
 attack's loss, ``s`` the sign (Linf) or the L2-normalised gradient, ``P`` the projection onto the
 ball and the ``clip_values`` box.
 
-    >>> from er_art.pgd import PGD
+    >>> from er_art.attacks.pgd import PGD
     >>> x_adv = PGD(attack_view(classifier), eps=0.1, eps_step=0.025, max_iter=20).generate(x, y)
 
 The same arithmetic as ART's ``ProjectedGradientDescentPyTorch`` (the step, then the box, then the
-ball), with what :class:`er_art.apgd.AutoPGD` gives every er-art gradient attack: the batch is moved
+ball), with what :class:`er_art.attacks.apgd.AutoPGD` gives every er-art gradient attack: the
+batch is moved
 to the device once and every iteration is one forward and one backward pass with no host transfer
 and no host synchronisation (ART's iteration reads the GPU back for a NaN test, and converts each
 batch and its random start from NumPy), input-only gradients averaged over ``eot_samples`` passes,
@@ -29,8 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from er_art.apgd import AutoPGD, into_box
 from er_art.arg_checks import is_int, is_number
+from er_art.attacks.apgd import AutoPGD, into_box
 
 
 class PGD(AutoPGD):
