@@ -4,6 +4,8 @@
     >>> clf = er_art.build_classifier("digits")          # an art PyTorchClassifier subclass
     >>> clf.fit(x_train, y_train, nb_epochs=5)            # Algorithm 1 of the paper
     >>> er_art.save_classifier(clf, "digits.pt"); clf = er_art.load_classifier("digits.pt")
+    >>> report = er_art.evaluate(any_torch_module, x_test, y_test, eps=0.1)  # any model
+    >>> report.accuracy(0.1), report.to_json()
 
 Heavy names (torch, ART) are imported lazily, so ``import er_art`` and ``er-art plugins`` stay fast.
 """
@@ -34,6 +36,10 @@ _LAZY = {
     "ERAdversarialTrainer": "er_art.adversarial_trainer",
     "list_plugins": "er_art.registry",
     "get_plugin": "er_art.registry",
+    "evaluate": "er_art.robustness",
+    "RobustnessReport": "er_art.robustness",
+    "wrap_model": "er_art.wrapped_model",
+    "load_model": "er_art.wrapped_model",
 }
 
 __all__ = ["__version__", *_LAZY]
