@@ -46,7 +46,7 @@ def trained_digits():
 
 
 def robust(clf, x_adv: np.ndarray, y: np.ndarray) -> np.ndarray:
-    from er_art.evaluation import predict_labels
+    from er_art.evaluation.outcome import predict_labels
 
     return predict_labels(clf, x_adv) == y
 

@@ -30,7 +30,7 @@ import torch  # noqa: E402
 
 import er_art  # noqa: E402
 from er_art.attacks import get_attack  # noqa: E402
-from er_art.evaluation import run_attack  # noqa: E402
+from er_art.evaluation.running import run_attack  # noqa: E402
 
 
 def bare_pgd_passes(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, k: int) -> float:

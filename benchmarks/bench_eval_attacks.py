@@ -45,7 +45,8 @@ import er_art  # noqa: E402
 from er_art.attacks.apgd import AutoPGD  # noqa: E402
 from er_art.attacks.view import attack_view  # noqa: E402
 from er_art.datasets import get_dataset  # noqa: E402
-from er_art.evaluation import predict_labels, run_attack  # noqa: E402
+from er_art.evaluation.outcome import predict_labels  # noqa: E402
+from er_art.evaluation.running import run_attack
 
 IMPLEMENTATIONS = ("art", "torch")
 ATTACKS = ("pgd", "bim", "apgd-ce", "apgd-dlr", "apgd-t", "square")

@@ -125,7 +125,7 @@ def train_variant(name: str, args: argparse.Namespace, data: dict[str, Any], out
 
 
 def run_sweep(classifier: Any, args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
-    from er_art.evaluation import sweep_attack
+    from er_art.evaluation.running import sweep_attack
 
     spec = data["spec"]
     x, y = spec.arrays("test", data["data_dir"], limit=args.sweep_n)

@@ -53,7 +53,7 @@ def main() -> None:
 
     from er_art.checkpoint import load_classifier
     from er_art.datasets import get_dataset
-    from er_art.evaluation import run_attack
+    from er_art.evaluation.running import run_attack
     from er_art.runs import read_run
 
     torch.set_num_threads(1)

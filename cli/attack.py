@@ -177,14 +177,9 @@ def attack(
     with reported_errors(world), interrupted(out, resume, overwrite, world):
         check_output_dir(out)  # before any attack: refuse an --out that cannot be written
         from er_art.attacks import get_attack
-        from er_art.evaluation import (
-            FAST_ATTACKS,
-            PROTOCOLS,
-            AttackRun,
-            attack_sweep,
-            paper_protocol,
-            parse_eps,
-        )
+        from er_art.evaluation import FAST_ATTACKS, AttackRun, attack_sweep, paper_protocol
+        from er_art.evaluation.eps import parse_eps
+        from er_art.evaluation.suites import PROTOCOLS
 
         spec = None if method == ALL else get_attack(method)
         if protocol not in PROTOCOLS:

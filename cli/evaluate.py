@@ -151,7 +151,8 @@ def evaluate(
     with reported_errors(world), interrupted(out, resume, overwrite, world):
         check_output_dir(out)  # before any attack: refuse an --out that cannot be written
         from er_art.attacks import get_attack
-        from er_art.evaluation import FAST_ATTACKS, parse_eps
+        from er_art.evaluation import FAST_ATTACKS
+        from er_art.evaluation.eps import parse_eps
 
         names = attack_names_of(attacks)
         params = parse_params(param)

@@ -96,7 +96,7 @@ def records_of(
 ) -> list[dict[str, Any]]:
     """The JSON records of ``outcomes`` on ``target``, computed by ``world_size`` processes, each
     with the versions of er-art, torch, ART, NumPy and Python that computed it."""
-    from er_art.evaluation import summarise
+    from er_art.evaluation.outcome import summarise
     from er_art.training import package_versions
 
     versions = package_versions()

@@ -15,7 +15,7 @@ from er_art.attacks import get_attack
 from er_art.attacks.apgd import AutoPGD, build_apgd, checkpoints
 from er_art.attacks.pgd import PGD
 from er_art.attacks.view import attack_view, encode_targets
-from er_art.evaluation import predict_labels
+from er_art.evaluation.outcome import predict_labels
 from tests.linear_models import linear_classifier, linear_data, minimal_distance
 
 
@@ -58,7 +58,9 @@ def scripted_run(monkeypatch, script, max_iter=25):
     rows = torch.from_numpy(np.eye(5, dtype=np.float32)[[0]])
     # from x itself: a random start within 25 steps of the ball's edge (about 1 run in 5) would
     # make the projection bind, which the plain-Python rules below leave out
-    return attack.attack_batch(torch.zeros(1, 1, 4, 4), rows, box=None, random_start=False)
+    monkeypatch.setattr(attack, "_random_start_on", lambda run: False)
+    x_adv, broken, _ = attack.attack_batch(torch.zeros(1, 1, 4, 4), rows, box=None)
+    return x_adv, broken
 
 
 def paper_rules(start, objective, max_iter=25):
@@ -191,7 +193,8 @@ def test_returns_an_adversarial_iterate_or_the_highest_loss_point(trained_digits
     rows = torch.from_numpy(np.eye(10, dtype=np.float32)[y])
     with torch.no_grad():
         torch.manual_seed(0)
-        x_adv, broken = attack.attack_batch(x0, rows, (torch.zeros(1, 8, 8), torch.ones(1, 8, 8)))
+        box = (torch.zeros(1, 8, 8), torch.ones(1, 8, 8))
+        x_adv, broken, _ = attack.attack_batch(x0, rows, box)
     assert 0 < int(broken.sum()) < len(y)
     assert np.array_equal(~robust(trained_digits, x_adv.numpy(), y), broken.numpy())
 
@@ -353,7 +356,7 @@ def test_on_cuda_without_a_host_sync_per_iteration(digits):
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        x_adv, broken = attack.attack_batch(x0, rows, box)
+        x_adv, broken, _ = attack.attack_batch(x0, rows, box)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert x_adv.is_cuda and broken.is_cuda
@@ -378,7 +381,7 @@ def test_pgd_follows_arts_arithmetic_from_x(trained_digits, sample):
     rows = torch.from_numpy(np.eye(10, dtype=np.float32)[y])
     box = model_access.input_box(view, x.shape[1:])
     with torch.no_grad():
-        _, broken = attack.attack_batch(torch.from_numpy(x), rows, box, random_start=False)
+        _, broken, _ = attack.attack_batch(torch.from_numpy(x), rows, box)  # from x
     never = ~broken.numpy()
     assert never.sum() >= len(y) // 2  # enough examples to compare
     ours = attack.generate(x, y)

@@ -151,7 +151,8 @@ def test_spec_rejects_unknown_norm_or_threat():
 
 @pytest.mark.parametrize("name", sorted(BUILT_IN_ATTACKS))
 def test_every_attack_generates_valid_adversarial_examples(tiny, name):
-    from er_art.evaluation import generate_adversarial, perturbation_norms
+    from er_art.evaluation.outcome import perturbation_norms
+    from er_art.evaluation.running import generate_adversarial
 
     clf, x, y = tiny
     spec = get_attack(name)
@@ -197,7 +198,7 @@ def _fake_entry_points(monkeypatch, group_name: str, name: str, obj):
 
 
 def test_third_party_attack_through_entry_points(monkeypatch, tiny):
-    from er_art.evaluation import evaluate_attack
+    from er_art.evaluation.running import evaluate_attack
 
     def factory(classifier, **kwargs):
         from art.attacks.evasion import FastGradientMethod

@@ -19,7 +19,8 @@ from er_art.attacks.view import (
     per_example_loss,
     targeted_dlr_loss,
 )
-from er_art.evaluation import generate_adversarial, predict_labels, run_attack
+from er_art.evaluation.outcome import predict_labels
+from er_art.evaluation.running import generate_adversarial, run_attack
 
 
 class GaussianNoise(nn.Module):
@@ -190,7 +191,7 @@ def correct_by_vote(clf, x, y, passes: int = 30) -> np.ndarray:
 
 
 def test_randomised_model_is_flagged_unless_eot_is_used(noisy, sample):
-    from er_art.evaluation import run_sanity_checks
+    from er_art.evaluation.plan import run_sanity_checks
 
     x, y = sample
     checks = run_sanity_checks(noisy, x[:16], y[:16], 0.1, max_iter=2, square_max_iter=5)

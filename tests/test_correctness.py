@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import er_art
-from er_art.evaluation import sweep_attack
+from er_art.evaluation.running import sweep_attack
 
 pytestmark = pytest.mark.slow
 

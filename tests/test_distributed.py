@@ -108,7 +108,7 @@ def test_attack_chunks_do_not_depend_on_who_attacks_them(digits):
     """A chunk draws from its own seed: rank 0 and rank 1 of a 2-process job, each attacking its
     chunks, give between them exactly the examples of one process attacking all of them."""
     from er_art.attacks import get_attack
-    from er_art.evaluation import generate_adversarial
+    from er_art.evaluation.running import generate_adversarial
 
     _, _, x, y = digits
     x, y = x[:50], y[:50]

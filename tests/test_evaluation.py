@@ -8,25 +8,25 @@ import numpy as np
 import pytest
 
 from er_art.attacks import get_attack
-from er_art.evaluation import (
-    AttackOutcome,
+from er_art.evaluation import AttackOutcome
+from er_art.evaluation.checks import (
     binomial_std,
     check_chance_at_full_range,
     check_iterative_beats_single_step,
     check_more_iterations,
     check_whitebox_beats_blackbox,
-    evaluate_attack,
-    evaluate_ensemble,
     noise_margin,
-    parse_eps,
+)
+from er_art.evaluation.eps import parse_eps
+from er_art.evaluation.outcome import (
     perturbation_norms,
-    run_sanity_checks,
     score,
     summarise,
-    sweep_attack,
     target_labels,
     worst_case,
 )
+from er_art.evaluation.plan import evaluate_ensemble, run_sanity_checks
+from er_art.evaluation.running import evaluate_attack, sweep_attack
 
 
 # ---------------------------------------------------------------------------- parsing

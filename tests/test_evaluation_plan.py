@@ -12,17 +12,18 @@ from er_art.evaluation import (
     AttackOutcome,
     AttackRun,
     EvaluationStore,
-    RestartEvidence,
     Suite,
+    evaluate_suite,
+    fast_suite,
+    standard_suite,
+)
+from er_art.evaluation.checks import (
     check_iterative_beats_single_step,
     check_more_iterations,
     check_whitebox_beats_blackbox,
-    evaluate_suite,
-    fast_suite,
-    run_attack,
-    standard_suite,
-    unit_seed,
 )
+from er_art.evaluation.running import run_attack, unit_seed
+from er_art.evaluation.stopping import RestartEvidence
 from er_art.evaluation.store import ATTACKS_VERSION, MANIFEST
 from er_art.evaluation.suites import CASCADE_PATIENCE
 

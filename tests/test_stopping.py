@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 
 from er_art.attacks import AttackSpec
-from er_art.evaluation import (
-    FAIL,
-    PASS,
-    UNINFORMATIVE,
-    RestartEvidence,
-    StoppingRule,
-    check_converged,
-    run_attack,
-)
+from er_art.evaluation.checks import FAIL, PASS, UNINFORMATIVE, check_converged
+from er_art.evaluation.running import run_attack
+from er_art.evaluation.stopping import RestartEvidence, StoppingRule
 from tests.linear_models import linear_classifier, linear_data
 
 

@@ -29,7 +29,7 @@ process's; only rank 0 writes the store and reports progress.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -54,7 +54,14 @@ from er_art.evaluation.running import (
 )
 from er_art.evaluation.stopping import RestartEvidence
 from er_art.evaluation.store import EvaluationStore
-from er_art.evaluation.suites import FGSM_RUN, SQUARE_RUN, AttackRun, Suite
+from er_art.evaluation.suites import (
+    FAST_ATTACKS,
+    FGSM_RUN,
+    SQUARE_RUN,
+    AttackRun,
+    Suite,
+    fast_suite,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -364,3 +371,63 @@ def attack_sweep(
 ) -> list[AttackOutcome]:
     """One attack at each eps through the unit machinery (stored and resumable with ``store``)."""
     return UnitRunner(classifier, x, y, **units).get_many(run, [float(e) for e in eps_values])
+
+
+def evaluate_ensemble(
+    classifier: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    eps_values: Sequence[float],
+    attacks: Sequence[str] = FAST_ATTACKS,
+    *,
+    max_iter: int | None = None,
+    restarts: int | None = None,
+    batch_size: int = 128,
+    seed: int = 0,
+    params: dict[str, dict[str, Any]] | None = None,
+    eot: int = 1,
+    progress: Callable[..., Any] | None = None,
+) -> dict[float, list[AttackOutcome]]:
+    """The fast suite of ``attacks`` at every epsilon (a cascade in that order, FGSM on every
+    example), plus a ``worst-case`` outcome per eps (last); no checks. Kept for the tests that
+    use it: ``evaluate_suite(..., fast_suite(attacks), checks=False).by_eps`` is the same."""
+    suite = fast_suite(tuple(attacks), max_iter=max_iter, restarts=restarts, params=params)
+    return evaluate_suite(
+        classifier,
+        x,
+        y,
+        eps_values,
+        suite,
+        checks=False,
+        seed=seed,
+        batch_size=batch_size,
+        eot=eot,
+        progress=progress,  # type: ignore[arg-type]
+    ).by_eps
+
+
+def run_sanity_checks(
+    classifier: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    eps: float,
+    *,
+    max_iter: int | None = None,
+    restarts: int | None = None,
+    square_max_iter: int = 1000,
+    batch_size: int = 128,
+    seed: int = 0,
+    eot: int = 1,
+) -> list[CheckResult]:
+    """The checks of docs/EVALUATION.md at ``eps`` (Linf), running the PGD, FGSM and Square they
+    need: determinism, chance at full range, then (ii)-(iv) at ``eps``. Kept for the tests that
+    use it: ``evaluate_suite(...).checks`` of a suite is the same."""
+    suite = fast_suite(
+        ("pgd", "fgsm", "square"),
+        max_iter=max_iter,
+        restarts=restarts,
+        square_queries=square_max_iter,
+    )
+    return evaluate_suite(
+        classifier, x, y, [eps], suite, seed=seed, batch_size=batch_size, eot=eot
+    ).checks

@@ -42,8 +42,8 @@ from er_art.evaluation import (
     evaluate_suite,
     fast_suite,
     paper_protocol,
-    worst_case_outcome,
 )
+from er_art.evaluation.outcome import worst_case_outcome
 from er_art.evaluation.store import MANIFEST, read_manifest, versioned
 from er_art.reproduce.plan import MethodPlan, Plan
 from er_art.reproduce.presets import CW_THRESHOLD, cw_eps_label, paper_value
