@@ -420,7 +420,8 @@ def test_pgd_plugin_uses_it_unless_art_is_asked_for(trained_digits):
     from art.attacks.evasion import BasicIterativeMethod
 
     bim = get_attack("bim").build(trained_digits, eps=0.1)
-    assert isinstance(bim, PGD) and bim.num_random_init == 0 and bim._runs() == (1, False)
+    assert isinstance(bim, PGD) and bim.num_random_init == 0 and bim._runs() == 1
+    assert not bim._random_start_on(0)
     art_bim = get_attack("bim").build(trained_digits, eps=0.1, implementation="art")
     assert isinstance(art_bim, BasicIterativeMethod)
     with pytest.raises(ValueError, match="num_random_init must be an integer >= 0"):

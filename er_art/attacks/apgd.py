@@ -49,21 +49,16 @@ of the Linf ball (L2: a random point on the sphere of radius eps). Deliberate di
 
 from __future__ import annotations
 
-import logging
 import math
-import time
 from typing import Any
 
 import numpy as np
 import torch
-from art.attacks.attack import EvasionAttack
-from art.estimators.classification.classifier import ClassifierMixin
-from art.estimators.estimator import BaseEstimator
-from art.estimators.pytorch import PyTorchEstimator
 
-from er_art import model_access
-from er_art.arg_checks import is_int, is_number, norm_key
+from er_art import arg_checks, model_access
+from er_art.arg_checks import is_number
 from er_art.attacks import check_implementation
+from er_art.attacks.engine import AttackEngine, Box, into_box
 from er_art.attacks.view import (
     LOSSES,
     attack_view,
@@ -72,11 +67,8 @@ from er_art.attacks.view import (
     true_and_target,
 )
 
-logger = logging.getLogger(__name__)
-
 MOMENTUM = 0.75  # alpha of the paper
 RHO = 0.75  # condition 1: the loss must have risen in at least rho of the steps
-_NORMS = {"inf": math.inf, "2": 2.0}
 
 
 def checkpoints(max_iter: int) -> list[int]:
@@ -88,11 +80,6 @@ def checkpoints(max_iter: int) -> list[int]:
             break
         p.append(nxt)
     return sorted({math.ceil(q * max_iter) for q in p[1:]} - {0})
-
-
-def into_box(x: torch.Tensor, box: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-    """``x`` clamped into ``box = (lo, hi)`` (one sample's shape); unchanged without a box."""
-    return x if box is None else torch.maximum(torch.minimum(x, box[1]), box[0])
 
 
 def build_apgd(classifier: Any, loss: str, implementation: str = "torch", **kwargs: Any) -> Any:
@@ -112,7 +99,7 @@ def build_apgd(classifier: Any, loss: str, implementation: str = "torch", **kwar
     return AutoPGD(view, norm=np.inf, loss=loss, verbose=False, **kwargs)
 
 
-class AutoPGD(EvasionAttack):
+class AutoPGD(AttackEngine):
     """Auto-PGD (Linf or L2) on er-art's attack losses, batched on the estimator's device.
 
     :param estimator: an ART ``PyTorchClassifier`` (``ERClassifier``, stock, or an ``AttackView``);
@@ -130,7 +117,7 @@ class AutoPGD(EvasionAttack):
     :param verbose: log progress at INFO (otherwise DEBUG).
     """
 
-    attack_params = EvasionAttack.attack_params + [
+    attack_params = AttackEngine.attack_params + [
         "norm",
         "eps",
         "eps_step",
@@ -141,7 +128,16 @@ class AutoPGD(EvasionAttack):
         "loss",
         "verbose",
     ]
-    _estimator_requirements = (BaseEstimator, ClassifierMixin, PyTorchEstimator)
+    param_checks = {
+        "norm": arg_checks.norm(),
+        "eps": arg_checks.real(0.0),
+        "eps_step": arg_checks.real(0.0),
+        "max_iter": arg_checks.integer(1),
+        "nb_random_init": arg_checks.integer(1),
+        "batch_size": arg_checks.integer(1),
+        "targeted": arg_checks.flag,
+        "verbose": arg_checks.flag,
+    }
 
     def __init__(
         self,
@@ -169,18 +165,7 @@ class AutoPGD(EvasionAttack):
         self._check_params()
 
     def _check_params(self) -> None:
-        if norm_key(self.norm) is None:
-            raise ValueError(f"norm must be 'inf' (np.inf) or 2, got {self.norm!r}.")
-        for name in ("eps", "eps_step"):
-            value = getattr(self, name)
-            if not (is_number(value) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
-        for name in ("max_iter", "nb_random_init", "batch_size"):
-            value = getattr(self, name)
-            if not (is_int(value) and value >= 1):
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
-        if not isinstance(self.targeted, (bool, np.bool_)):
-            raise ValueError(f"targeted must be True or False, got {self.targeted!r}.")
+        super()._check_params()
         if self.loss not in LOSSES:
             raise ValueError(f"Unknown APGD loss {self.loss!r}; accepted: {', '.join(LOSSES)}.")
         if self.loss == "dlr-targeted" and self.targeted:
@@ -193,35 +178,10 @@ class AutoPGD(EvasionAttack):
                 f"The {self.loss} loss needs at least {needed} classes, "
                 f"got {self.estimator.nb_classes}."
             )
-        if not isinstance(self.verbose, (bool, np.bool_)):
-            raise ValueError(f"verbose must be True or False, got {self.verbose!r}.")
-
-    @property
-    def _p(self) -> float:
-        return _NORMS[norm_key(self.norm)]  # type: ignore[index]
 
     # ------------------------------------------------------------------ labels and losses
-    def _labels(self, x: np.ndarray, y: np.ndarray | None) -> np.ndarray:
-        """Label rows ``(N, K)`` float32: one-hot (targets if targeted) or encoded target rows."""
-        nb_classes = self.estimator.nb_classes
-        if y is None:
-            if self.targeted or self.loss == "dlr-targeted":
-                raise ValueError("A targeted attack needs its target labels y.")
-            with model_access.eval_mode(self.estimator.model):
-                preds = [
-                    model_access.logits(self.estimator, self._to_device(x[i : i + self.batch_size]))
-                    .argmax(1)
-                    .cpu()
-                    .numpy()
-                    for i in range(0, len(x), self.batch_size)
-                ]
-            y = np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
-        y = np.asarray(y)
-        if y.ndim == 1:
-            return np.eye(nb_classes, dtype=np.float32)[y.astype(np.int64)]
-        if y.shape != (len(x), nb_classes):
-            raise ValueError(f"Labels must be (N,) or (N, {nb_classes}), got {y.shape}.")
-        return y.astype(np.float32)
+    def _labels_are_targets(self) -> bool:
+        return bool(self.targeted) or self.loss == "dlr-targeted"
 
     def _decode(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(labels (B,), targets (B,) or None)`` of label rows, once per batch (no host sync in
@@ -267,9 +227,7 @@ class AutoPGD(EvasionAttack):
         norm = grad.reshape(len(grad), -1).norm(dim=1).clamp_min(1e-12)
         return grad / norm.reshape(-1, *[1] * (grad.dim() - 1))
 
-    def _project(
-        self, x_new: torch.Tensor, x0: torch.Tensor, box: tuple[torch.Tensor, torch.Tensor] | None
-    ) -> torch.Tensor:
+    def _project(self, x_new: torch.Tensor, x0: torch.Tensor, box: Box | None) -> torch.Tensor:
         """``x_new`` projected onto the eps-ball around ``x0``, then into the box."""
         delta = x_new - x0
         eps = float(self.eps)
@@ -281,9 +239,7 @@ class AutoPGD(EvasionAttack):
             delta = delta * scale
         return into_box(x0 + delta, box)
 
-    def _random_start(
-        self, x0: torch.Tensor, box: tuple[torch.Tensor, torch.Tensor] | None
-    ) -> torch.Tensor:
+    def _random_start(self, x0: torch.Tensor, box: Box | None) -> torch.Tensor:
         eps = float(self.eps)
         if math.isinf(self._p):
             t = (2 * torch.rand(x0.shape, device=x0.device) - 1) * eps
@@ -298,24 +254,18 @@ class AutoPGD(EvasionAttack):
         self,
         x0: torch.Tensor,
         rows: torch.Tensor,
-        box: tuple[torch.Tensor, torch.Tensor] | None = None,
-        random_start: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One APGD run from a random start on a batch of device tensors.
-
-        :param x0: clean inputs (B, ...) float32 on the estimator's device.
-        :param rows: label rows (B, K) (see :meth:`_labels`).
-        :param box: ``(lo, hi)`` of one sample's shape, or ``None``.
-        :param random_start: start at a random point of the ball (APGD always does), else at
-            ``x0``.
-        :return: ``(x_adv, broken)``: the last adversarial iterate where one was found (``broken``
-            True), else the highest-objective point.
-        """
+        box: Box | None = None,
+        run: int = 0,
+        aux: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, None]:
+        """One APGD run from a random start on a batch of device tensors (see
+        :meth:`AttackEngine.attack_batch`): ``(x_adv, broken, None)``, the last adversarial
+        iterate where one was found, else the highest-objective point."""
         n = len(x0)
         shape = (-1, *[1] * (x0.dim() - 1))
         labels, target = self._decode(rows)
         eta = torch.full((n,), float(self.eps_step), device=x0.device)
-        x_k = self._random_start(x0, box) if random_start else x0.clone()
+        x_k = self._random_start(x0, box) if self._random_start_on(run) else x0.clone()
         f_k, g_k, ok = self._evaluate(x_k, labels, target)
         x_adv, broken = x_k.clone(), ok.clone()
         x_max, f_max, g_max = x_k.clone(), f_k.clone(), g_k.clone()
@@ -352,52 +302,16 @@ class AutoPGD(EvasionAttack):
                 f_k = torch.where(halve, f_max, f_k)
                 rises.zero_()
                 eta_last, f_max_last, last_mark = eta.clone(), f_max.clone(), mark
-        return torch.where(broken.reshape(shape), x_adv, x_max), broken
+        return torch.where(broken.reshape(shape), x_adv, x_max), broken, None
 
-    def _runs(self) -> tuple[int, bool]:
-        """``(runs, random start)``: each run on the examples the earlier ones left robust."""
-        return int(self.nb_random_init), True
+    def _runs(self) -> int:
+        return int(self.nb_random_init)
 
-    def _to_device(self, x: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(x, dtype=np.float32), device=self.estimator.device)
+    def _random_start_on(self, run: int) -> bool:
+        """Each run starts at a random point of the ball."""
+        return True
 
-    def generate(self, x: np.ndarray, y: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:
-        """Adversarial examples for ``x`` (N, ...): float32, within ``eps`` of ``x`` and the box.
-
-        :param y: true labels (N,) or one-hot (N, K); targets if ``targeted``; encoded rows for
-            ``loss="dlr-targeted"``; ``None``: the model's predictions (untargeted only).
-        """
-        x = np.asarray(x, dtype=np.float32)
-        rows_all = self._labels(x, y)
-        x_adv = x.copy()
-        if float(self.eps) == 0 or not len(x):
-            return x_adv
-        box = model_access.input_box(self.estimator, x.shape[1:])
-        level = logging.INFO if self.verbose else logging.DEBUG
-        start = time.perf_counter()
-        with model_access.eval_mode(self.estimator.model):
-            for lo in range(0, len(x), int(self.batch_size)):
-                x0 = self._to_device(x[lo : lo + self.batch_size])
-                rows = torch.as_tensor(rows_all[lo : lo + self.batch_size], device=x0.device)
-                best, broken = x0.clone(), torch.zeros(len(x0), dtype=torch.bool, device=x0.device)
-                runs, random_start = self._runs()
-                for run in range(runs):
-                    todo = torch.nonzero(~broken).squeeze(1)
-                    if not len(todo):
-                        break
-                    adv, ok = self.attack_batch(x0[todo], rows[todo], box, random_start)
-                    keep = todo if run == 0 else todo[ok]  # later runs replace only successes
-                    best[keep] = adv if run == 0 else adv[ok]
-                    broken[todo] = ok
-                x_adv[lo : lo + len(x0)] = best.cpu().numpy()
-                logger.log(
-                    level,
-                    "%s (%s): batch %d, %d of %d broken (%.1fs)",
-                    type(self).__name__,
-                    self.loss,
-                    lo // int(self.batch_size),
-                    int(broken.sum()),
-                    len(x0),
-                    time.perf_counter() - start,
-                )
-        return x_adv
+    def _replaces(self, run: int, broken: Any, score: Any, old: Any) -> torch.Tensor:
+        """The first run's points all (the highest-objective point where none broke), later
+        runs' successes only."""
+        return torch.ones_like(broken) if run == 0 else broken

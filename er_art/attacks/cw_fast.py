@@ -58,18 +58,12 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from typing import Any
 
-import numpy as np
 import torch
-from art.attacks.attack import EvasionAttack
-from art.estimators.classification.classifier import ClassifierMixin
-from art.estimators.estimator import BaseEstimator
-from art.estimators.pytorch import PyTorchEstimator
 
-from er_art import model_access
-from er_art.arg_checks import is_int, is_number
+from er_art import arg_checks, model_access
+from er_art.attacks.engine import AttackEngine, Box
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +81,7 @@ class _TanhBox:
     finite ``w``. ART guarantees ``lo < hi``.
     """
 
-    def __init__(self, box: tuple[torch.Tensor, torch.Tensor]) -> None:
+    def __init__(self, box: Box) -> None:
         self.lo, self.hi = box
         self.scale = self.hi - self.lo
 
@@ -104,7 +98,7 @@ class _TanhBox:
         return grad_x * (self.scale / 2) * (1 - torch.tanh(w) ** 2)
 
 
-class CarliniL2Fast(EvasionAttack):
+class CarliniL2Fast(AttackEngine):
     """Carlini & Wagner L2 attack, batched in PyTorch (minimal perturbation, no ``eps``).
 
     :param estimator: an ART ``PyTorchClassifier`` (``ERClassifier`` or stock); its ``model``
@@ -121,7 +115,7 @@ class CarliniL2Fast(EvasionAttack):
     :param verbose: log progress at INFO (otherwise DEBUG).
     """
 
-    attack_params = EvasionAttack.attack_params + [
+    attack_params = AttackEngine.attack_params + [
         "confidence",
         "targeted",
         "learning_rate",
@@ -131,7 +125,16 @@ class CarliniL2Fast(EvasionAttack):
         "batch_size",
         "verbose",
     ]
-    _estimator_requirements = (BaseEstimator, ClassifierMixin, PyTorchEstimator)
+    param_checks = {
+        "confidence": arg_checks.real(0.0),
+        "targeted": arg_checks.flag,
+        "learning_rate": arg_checks.real(0.0, low_open=True),
+        "initial_const": arg_checks.real(0.0, low_open=True),
+        "binary_search_steps": arg_checks.integer(1),
+        "max_iter": arg_checks.integer(1),
+        "batch_size": arg_checks.integer(1),
+        "verbose": arg_checks.flag,
+    }
 
     def __init__(
         self,
@@ -155,26 +158,6 @@ class CarliniL2Fast(EvasionAttack):
         self.batch_size = batch_size
         self.verbose = verbose
         self._check_params()
-
-    # ------------------------------------------------------------------ parameters
-    def _check_params(self) -> None:
-        super()._check_params()
-        if not (
-            is_number(self.confidence) and math.isfinite(self.confidence) and self.confidence >= 0
-        ):
-            raise ValueError(f"confidence must be a finite number >= 0, got {self.confidence!r}.")
-        if not isinstance(self.targeted, (bool, np.bool_)):
-            raise ValueError(f"targeted must be True or False, got {self.targeted!r}.")
-        for name in ("learning_rate", "initial_const"):
-            value = getattr(self, name)
-            if not (is_number(value) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
-        for name in ("binary_search_steps", "max_iter", "batch_size"):
-            value = getattr(self, name)
-            if not (is_int(value) and value >= 1):
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
-        if not isinstance(self.verbose, (bool, np.bool_)):
-            raise ValueError(f"verbose must be True or False, got {self.verbose!r}.")
 
     # ------------------------------------------------------------------ model access
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -207,17 +190,24 @@ class CarliniL2Fast(EvasionAttack):
         return model_access.grad_of_mean_logits(self.estimator, x, hinge)
 
     # ------------------------------------------------------------------ the attack
-    def _attack_batch(
-        self, x0: torch.Tensor, label: torch.Tensor, box: tuple[torch.Tensor, torch.Tensor] | None
-    ) -> torch.Tensor:
-        """C&W on one batch: the smallest-L2 successful point per example (``x0`` where none)."""
+    def attack_batch(
+        self,
+        x0: torch.Tensor,
+        rows: torch.Tensor,
+        box: Box | None = None,
+        run: int = 0,
+        aux: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, None]:
+        """C&W on one batch: ``(the smallest-L2 successful point per example (x0 where none),
+        found, None)``; ``rows`` hold the true classes, or the targets (``targeted``)."""
+        label = rows.argmax(1)
         n, device = len(x0), x0.device
         best = x0.clone()
         best_l2 = torch.full((n,), math.inf, device=device)
         # examples already adversarial are left alone (C&W would return them at distance ~0)
         todo = self._margin(self._logits(x0), label) >= 0
         if not todo.any():
-            return best
+            return best, torch.isfinite(best_l2), None
         tanh = _TanhBox(box) if box is not None else None
         w = tanh.to_tanh(x0) if tanh is not None else x0.clone()  # the variable Adam moves
         const = torch.full((n,), float(self.initial_const), device=device)
@@ -276,7 +266,7 @@ class CarliniL2Fast(EvasionAttack):
             const = torch.where(upper < _C_UPPER, (lower + upper) / 2, const * 10)
             found = torch.isfinite(best_l2)
             logger.log(
-                logging.INFO if self.verbose else logging.DEBUG,
+                self._level(),
                 "C&W L2 binary-search step %d/%d: %d/%d ended adversarial, %d found, "
                 "mean best L2 %.4g",
                 step + 1,
@@ -286,54 +276,4 @@ class CarliniL2Fast(EvasionAttack):
                 int(found.sum()),
                 float(best_l2[found].mean()) if found.any() else math.nan,
             )
-        return best
-
-    def generate(self, x: np.ndarray, y: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:
-        """Adversarial examples for ``x`` (N, ...) in ``clip_values``.
-
-        :param x: float array (N, C, H, W) (any float dtype; float32 is used).
-        :param y: untargeted: the TRUE labels ((N,) int or (N, K) one-hot; ``None``: the model's
-            predictions); targeted: the target labels (required).
-        :return: float32 ``x_adv`` of ``x``'s shape: per example the smallest-L2 successful point
-            found, and ``x`` itself where none was found or the example was already adversarial.
-        """
-        self._check_params()
-        est = self.estimator
-        x = np.asarray(x)
-        if not np.issubdtype(x.dtype, np.floating):
-            raise ValueError(f"x must be a float array, got dtype {x.dtype}.")
-        x32 = x.astype(np.float32, copy=False)
-        if y is None:
-            if self.targeted:
-                raise ValueError("A targeted attack needs target labels y, got None.")
-            logger.info("C&W L2: no labels given; attacking the model's own predictions")
-            labels = est.predict(x32, batch_size=self.batch_size).argmax(1)
-        else:
-            y_arr = np.asarray(y)
-            labels = y_arr.argmax(1) if y_arr.ndim == 2 else y_arr.astype(np.int64)
-        if len(labels) != len(x32):
-            raise ValueError(f"x has {len(x32)} examples but y has {len(labels)} labels.")
-        if len(labels) and not (0 <= labels.min() and labels.max() < est.nb_classes):
-            raise ValueError(
-                f"labels must lie in [0, {est.nb_classes - 1}], got {int(labels.min())} to "
-                f"{int(labels.max())}."
-            )
-        device = est.device
-        box = model_access.input_box(est, x32.shape[1:])
-        out = x32.copy()
-        start = time.perf_counter()
-        with model_access.eval_mode(est.model), torch.no_grad():
-            for b in range(0, len(x32), self.batch_size):
-                xb = torch.as_tensor(x32[b : b + self.batch_size], device=device)
-                yb = torch.as_tensor(labels[b : b + self.batch_size], device=device).long()
-                out[b : b + self.batch_size] = self._attack_batch(xb, yb, box).cpu().numpy()
-        changed = int((out != x32).reshape(len(x32), -1).any(1).sum()) if len(x32) else 0
-        logger.log(
-            logging.INFO if self.verbose else logging.DEBUG,
-            "C&W L2%s: %d/%d examples adversarial in %.1f s",
-            " (targeted)" if self.targeted else "",
-            changed,
-            len(x32),
-            time.perf_counter() - start,
-        )
-        return out
+        return best, torch.isfinite(best_l2), None

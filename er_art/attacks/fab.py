@@ -34,24 +34,13 @@ direction for L2). Deliberate differences from that implementation:
 
 from __future__ import annotations
 
-import logging
 import math
-import time
 from typing import Any
 
-import numpy as np
 import torch
-from art.attacks.attack import EvasionAttack
-from art.estimators.classification.classifier import ClassifierMixin
-from art.estimators.estimator import BaseEstimator
-from art.estimators.pytorch import PyTorchEstimator
 
-from er_art import model_access
-from er_art.arg_checks import is_int, is_number, norm_key
-
-logger = logging.getLogger(__name__)
-
-_NORMS = {"inf": math.inf, "2": 2.0}
+from er_art import arg_checks, model_access
+from er_art.attacks.engine import AttackEngine, Box, Start, into_box
 
 
 def lp_norm(v: torch.Tensor, p: float) -> torch.Tensor:
@@ -118,7 +107,7 @@ def project_to_hyperplane(
     return torch.sign(v) * step
 
 
-class FABAttack(EvasionAttack):
+class FABAttack(AttackEngine):
     """Fast Adaptive Boundary attack; ``targeted=True`` is AutoAttack's FAB-T.
 
     :param estimator: an ART ``PyTorchClassifier`` (``ERClassifier`` or stock); its ``model``
@@ -141,7 +130,7 @@ class FABAttack(EvasionAttack):
     :param verbose: log progress at INFO (otherwise DEBUG).
     """
 
-    attack_params = EvasionAttack.attack_params + [
+    attack_params = AttackEngine.attack_params + [
         "norm",
         "eps",
         "max_iter",
@@ -154,7 +143,19 @@ class FABAttack(EvasionAttack):
         "batch_size",
         "verbose",
     ]
-    _estimator_requirements = (BaseEstimator, ClassifierMixin, PyTorchEstimator)
+    param_checks = {
+        "norm": arg_checks.norm(),
+        "eps": arg_checks.real(0.0),
+        "max_iter": arg_checks.integer(1),
+        "nb_random_init": arg_checks.integer(1),
+        "n_target_classes": arg_checks.integer(1),
+        "targeted": arg_checks.flag,
+        "alpha_max": arg_checks.real(0.0, 1.0),
+        "eta": arg_checks.real(1.0),
+        "beta": arg_checks.real(0.0, 1.0, low_open=True),
+        "batch_size": arg_checks.integer(1),
+        "verbose": arg_checks.flag,
+    }
 
     def __init__(
         self,
@@ -184,32 +185,6 @@ class FABAttack(EvasionAttack):
         self.batch_size = batch_size
         self.verbose = verbose
         self._check_params()
-
-    # ------------------------------------------------------------------ parameters
-    def _check_params(self) -> None:
-        super()._check_params()
-        if norm_key(self.norm) is None:
-            raise ValueError(f"norm must be 'inf' (np.inf) or 2, got {self.norm!r}.")
-        if not (is_number(self.eps) and math.isfinite(self.eps) and self.eps >= 0):
-            raise ValueError(f"eps must be a finite number >= 0, got {self.eps!r}.")
-        for name in ("max_iter", "nb_random_init", "n_target_classes", "batch_size"):
-            value = getattr(self, name)
-            if not (is_int(value) and value >= 1):
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
-        if not isinstance(self.targeted, (bool, np.bool_)):
-            raise ValueError(f"targeted must be True or False, got {self.targeted!r}.")
-        if not (is_number(self.alpha_max) and 0 <= self.alpha_max <= 1):
-            raise ValueError(f"alpha_max must be a number in [0, 1], got {self.alpha_max!r}.")
-        if not (is_number(self.eta) and math.isfinite(self.eta) and self.eta >= 1):
-            raise ValueError(f"eta (overshoot) must be a finite number >= 1, got {self.eta!r}.")
-        if not (is_number(self.beta) and 0 < self.beta <= 1):
-            raise ValueError(f"beta (backward step) must be a number in (0, 1], got {self.beta!r}.")
-        if not isinstance(self.verbose, (bool, np.bool_)):
-            raise ValueError(f"verbose must be True or False, got {self.verbose!r}.")
-
-    @property
-    def _p(self) -> float:
-        return _NORMS[norm_key(self.norm)]  # type: ignore[index]
 
     # ------------------------------------------------------------------ model access
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -250,23 +225,14 @@ class FABAttack(EvasionAttack):
         return df[rows, closest], dg[rows, closest]
 
     # ------------------------------------------------------------------ the attack
-    def _clamp(
-        self, x: torch.Tensor, box: tuple[torch.Tensor, torch.Tensor] | None
-    ) -> torch.Tensor:
-        if box is None:
-            return x
-        return torch.maximum(torch.minimum(x, box[1]), box[0])
-
-    def _random_start(
-        self, x0: torch.Tensor, box: tuple[torch.Tensor, torch.Tensor] | None
-    ) -> torch.Tensor:
+    def _random_start(self, x0: torch.Tensor, box: Box | None) -> torch.Tensor:
         """A random point at distance ``eps / 2`` from ``x0`` (the reference's restart scale)."""
         if math.isinf(self._p):
             t = 2 * torch.rand(x0.shape, device=x0.device) - 1
         else:
             t = torch.randn(x0.shape, device=x0.device)
         scale = lp_norm(t, self._p).clamp_min(1e-12).reshape(-1, *[1] * (x0.dim() - 1))
-        return self._clamp(x0 + 0.5 * float(self.eps) * t / scale, box)
+        return into_box(x0 + 0.5 * float(self.eps) * t / scale, box)
 
     def _run(
         self,
@@ -274,7 +240,7 @@ class FABAttack(EvasionAttack):
         y: torch.Tensor,
         target: torch.Tensor | None,
         random_start: bool,
-        box: tuple[torch.Tensor, torch.Tensor] | None,
+        box: Box | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One FAB run: ``(smallest adversarial point found, its norm)``; ``(x0, inf)`` where
         none was found."""
@@ -303,7 +269,7 @@ class FABAttack(EvasionAttack):
             a1, a2 = size[:n], size[n:]
             alpha = (a1 / (a1 + a2)).clamp(0.0, float(self.alpha_max)).reshape(shape)
             x1 = (1 - alpha) * (x1 + self.eta * d1) + alpha * (x0 + self.eta * d2)
-            x1 = self._clamp(x1, box)
+            x1 = into_box(x1, box)
             is_adv = self._logits(x1).argmax(1) != y
             if is_adv.any():
                 dist = lp_norm(x1 - x0, p)
@@ -313,81 +279,45 @@ class FABAttack(EvasionAttack):
                 x1 = torch.where(is_adv.reshape(shape), x0 + self.beta * (x1 - x0), x1)
         return best, best_norm
 
-    def _attack_batch(
-        self, x0: torch.Tensor, y: torch.Tensor, box: tuple[torch.Tensor, torch.Tensor] | None
-    ) -> torch.Tensor:
-        logits0 = self._logits(x0)
-        robust = logits0.argmax(1) == y  # only correctly classified examples are attacked
-        x_adv = x0.clone()
-        if self.targeted:
-            n_targets = min(int(self.n_target_classes), self.estimator.nb_classes - 1)
-            ranked = logits0.scatter(1, y[:, None], -math.inf).argsort(dim=1, descending=True)
-            targets: list[torch.Tensor | None] = [ranked[:, j] for j in range(n_targets)]
-        else:
-            targets = [None]
-        for j, target in enumerate(targets):
-            for restart in range(self.nb_random_init):
-                idx = robust.nonzero().squeeze(1)
-                if len(idx) == 0:
-                    return x_adv
-                cand, _ = self._run(
-                    x0[idx], y[idx], None if target is None else target[idx], restart > 0, box
-                )
-                # AutoAttack's acceptance: misclassified, within eps (and, here, inside the box)
-                ok = self._logits(cand).argmax(1) != y[idx]
-                ok &= lp_norm(cand - x0[idx], self._p) <= float(self.eps)
-                if box is not None:
-                    ok &= ((cand >= box[0]) & (cand <= box[1])).reshape(len(idx), -1).all(1)
-                x_adv[idx[ok]] = cand[ok]
-                robust[idx[ok]] = False
-                logger.log(
-                    logging.INFO if self.verbose else logging.DEBUG,
-                    "FAB%s target %d/%d restart %d: %d broken, %d robust left",
-                    "-T" if self.targeted else "",
-                    j + 1,
-                    len(targets),
-                    restart,
-                    int(ok.sum()),
-                    int(robust.sum()),
-                )
-        return x_adv
+    def _labels_are_targets(self) -> bool:
+        return False  # FAB-T's labels are the true classes; its targets come from the logits
 
-    def generate(self, x: np.ndarray, y: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:
-        """Adversarial examples for ``x`` (N, C, H, W) with TRUE labels ``y`` ((N,) int or one-hot;
-        ``None``: the model's predictions). Returns float32 ``x_adv`` of ``x``'s shape: each example
-        is FAB's adversarial point where it is misclassified, within ``eps`` and inside
-        ``clip_values``, and ``x`` itself otherwise (already misclassified examples included)."""
-        self._check_params()
-        est = self.estimator
-        x = np.asarray(x)
-        if not np.issubdtype(x.dtype, np.floating):
-            raise ValueError(f"x must be a float array, got dtype {x.dtype}.")
-        x32 = x.astype(np.float32, copy=False)
-        if y is None:
-            logger.info("FAB: no labels given; attacking the model's own predictions")
-            y_int = est.predict(x32, batch_size=self.batch_size).argmax(1)
-        else:
-            y_arr = np.asarray(y)
-            y_int = y_arr.argmax(1) if y_arr.ndim == 2 else y_arr.astype(np.int64)
-        if len(y_int) != len(x32):
-            raise ValueError(f"x has {len(x32)} examples but y has {len(y_int)} labels.")
-        device = est.device
-        box = model_access.input_box(est, x32.shape[1:])
-        out = np.empty_like(x32)
-        start = time.perf_counter()
-        with model_access.eval_mode(est.model), torch.no_grad():
-            for b in range(0, len(x32), self.batch_size):
-                xb = torch.as_tensor(x32[b : b + self.batch_size], device=device)
-                yb = torch.as_tensor(y_int[b : b + self.batch_size], device=device).long()
-                out[b : b + self.batch_size] = self._attack_batch(xb, yb, box).cpu().numpy()
-        changed = int((out != x32).reshape(len(x32), -1).any(1).sum()) if len(x32) else 0
-        logger.log(
-            logging.INFO if self.verbose else logging.DEBUG,
-            "FAB%s: %d/%d examples perturbed within eps=%g in %.1f s",
-            "-T" if self.targeted else "",
-            changed,
-            len(x32),
-            float(self.eps),
-            time.perf_counter() - start,
-        )
-        return out
+    def _n_targets(self) -> int:
+        return min(int(self.n_target_classes), self.estimator.nb_classes - 1)
+
+    def _runs(self) -> int:
+        """One run per target class (FAB-T; untargeted: one) and restart, targets outside."""
+        return (self._n_targets() if self.targeted else 1) * int(self.nb_random_init)
+
+    def _start(self, x0: torch.Tensor, rows: torch.Tensor) -> Start:
+        """Only correctly classified examples are attacked; FAB-T's targets are the classes by
+        clean logit, highest first (``aux``)."""
+        y = rows.argmax(1)
+        logits0 = self._logits(x0)
+        robust = logits0.argmax(1) == y
+        ranked = logits0.scatter(1, y[:, None], -math.inf).argsort(dim=1, descending=True)
+        return Start(x0.clone(), robust, aux=ranked[:, : self._n_targets()])
+
+    def attack_batch(
+        self,
+        x0: torch.Tensor,
+        rows: torch.Tensor,
+        box: Box | None = None,
+        run: int = 0,
+        aux: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, None]:
+        """Run ``run`` (target ``run // nb_random_init``, restart ``run % nb_random_init``, the
+        first from ``x0``): ``(the smallest adversarial point found, broken, None)``; broken is
+        AutoAttack's acceptance: misclassified, within ``eps`` (and, here, inside the box)."""
+        y = rows.argmax(1)
+        target = None
+        if self.targeted:
+            assert aux is not None
+            target = aux[:, run // int(self.nb_random_init)]
+        restart = run % int(self.nb_random_init)
+        cand, _ = self._run(x0, y, target, restart > 0, box)
+        ok = self._logits(cand).argmax(1) != y
+        ok &= lp_norm(cand - x0, self._p) <= float(self.eps)
+        if box is not None:
+            ok &= ((cand >= box[0]) & (cand <= box[1])).reshape(len(x0), -1).all(1)
+        return cand, ok, None

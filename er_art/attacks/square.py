@@ -56,22 +56,14 @@ still robust. Deliberate differences:
 
 from __future__ import annotations
 
-import logging
 import math
-import time
 from typing import Any
 
 import numpy as np
 import torch
-from art.attacks.attack import EvasionAttack
-from art.estimators.classification.classifier import ClassifierMixin
-from art.estimators.estimator import BaseEstimator
-from art.estimators.pytorch import PyTorchEstimator
 
-from er_art import model_access
-from er_art.arg_checks import is_int, is_number, norm_key
-
-logger = logging.getLogger(__name__)
+from er_art import arg_checks
+from er_art.attacks.engine import AttackEngine, Box, Start
 
 # The reference's p schedule: on a 10000-iteration scale, p_init is divided by 2 ** k after the
 # k-th of these iterations.
@@ -94,7 +86,7 @@ def window_side(p: float, height: int, width: int) -> int:
     return max(min(side, min(height, width) - 1), 1)
 
 
-class SquareAttackTorch(EvasionAttack):
+class SquareAttackTorch(AttackEngine):
     """Square Attack, Linf, untargeted, batched in PyTorch on the estimator's device.
 
     :param estimator: an ART ``PyTorchClassifier`` (``ERClassifier`` or stock); its ``model``
@@ -108,7 +100,7 @@ class SquareAttackTorch(EvasionAttack):
     :param verbose: log progress at INFO (otherwise DEBUG).
     """
 
-    attack_params = EvasionAttack.attack_params + [
+    attack_params = AttackEngine.attack_params + [
         "norm",
         "eps",
         "max_iter",
@@ -117,7 +109,17 @@ class SquareAttackTorch(EvasionAttack):
         "batch_size",
         "verbose",
     ]
-    _estimator_requirements = (BaseEstimator, ClassifierMixin, PyTorchEstimator)
+    param_checks = {
+        "norm": arg_checks.norm(("inf",), "SquareAttackTorch"),
+        "eps": arg_checks.real(0.0),
+        "p_init": arg_checks.real(0.0, 1.0, low_open=True),
+        "max_iter": arg_checks.integer(1),
+        "nb_restarts": arg_checks.integer(1),
+        "batch_size": arg_checks.integer(1),
+        "verbose": arg_checks.flag,
+    }
+    sample_ndim = 3  # (C, H, W): square windows
+    whole_set = True  # one random search over every example; batch_size chunks the forwards
 
     def __init__(
         self,
@@ -139,44 +141,6 @@ class SquareAttackTorch(EvasionAttack):
         self.batch_size = batch_size
         self.verbose = verbose
         self._check_params()
-
-    # ------------------------------------------------------------------ parameters
-    def _check_params(self) -> None:
-        super()._check_params()
-        if norm_key(self.norm) != "inf":
-            raise ValueError(
-                f"SquareAttackTorch implements only the Linf norm (np.inf or 'inf'), got "
-                f"norm={self.norm!r}."
-            )
-        if not (is_number(self.eps) and math.isfinite(self.eps) and self.eps >= 0):
-            raise ValueError(f"eps must be a finite number >= 0, got {self.eps!r}.")
-        if not (is_number(self.p_init) and 0 < self.p_init <= 1):
-            raise ValueError(f"p_init must be a number in (0, 1], got {self.p_init!r}.")
-        for name in ("max_iter", "nb_restarts", "batch_size"):
-            value = getattr(self, name)
-            if not (is_int(value) and value >= 1):
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
-        if not isinstance(self.verbose, (bool, np.bool_)):
-            raise ValueError(f"verbose must be True or False, got {self.verbose!r}.")
-
-    # ------------------------------------------------------------------ model access
-    def _scores(self, x: torch.Tensor) -> torch.Tensor:
-        """What ``predict`` would return for ``x`` (B, K), as a tensor on ``x``'s device: the
-        logits (through the preprocessing, averaged over ``eot_samples`` passes), or the
-        classifier's ``predict_tensor`` when it has one (RSE's ensemble), then the
-        postprocessing defences (NumPy; only when there are any)."""
-        est = self.estimator
-        forward = getattr(est, "predict_tensor", None)
-        if forward is None:
-            scores = model_access.logits(est, x)
-        else:
-            scores, _ = model_access.mean_over_passes(
-                est, x, lambda z: (z.float(), ()), grad=False, forward=forward
-            )
-        if est.postprocessing_defences:
-            post = est._apply_postprocessing(preds=scores.cpu().numpy(), fit=False)
-            scores = torch.as_tensor(np.asarray(post, dtype=np.float32), device=x.device)
-        return scores
 
     def _margin(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """``z_y - max_{j != y} z_j`` (B,) of the scores of ``x``, ``batch_size`` at a time."""
@@ -242,88 +206,30 @@ class SquareAttackTorch(EvasionAttack):
             x_best[idx] = torch.where(improved[:, None, None, None], x_new, x_cur)
         return x_best, margin_best
 
-    def _attack(
-        self, x: torch.Tensor, label: torch.Tensor, box: tuple[torch.Tensor, torch.Tensor] | None
-    ) -> torch.Tensor:
-        """Square Attack on ``x`` (N, C, H, W): per example the first point found with a margin
-        below 0, else the lowest-margin point of all restarts (``x`` if none beat it)."""
+    def _runs(self) -> int:
+        return int(self.nb_restarts)
+
+    def _start(self, x0: torch.Tensor, rows: torch.Tensor) -> Start:
+        """Examples already misclassified (margin below 0) are not attacked."""
+        margin = self._margin(x0, rows.argmax(1))
+        return Start(x0.clone(), margin >= 0, score=margin)
+
+    def _replaces(self, run: int, broken: Any, score: Any, old: Any) -> torch.Tensor:
+        """A run's point replaces the batch's where its margin is lower."""
+        return score < old
+
+    def attack_batch(
+        self,
+        x0: torch.Tensor,
+        rows: torch.Tensor,
+        box: Box | None = None,
+        run: int = 0,
+        aux: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One run of the search on ``x0`` (n, C, H, W): ``(best point, broken, its margin)``."""
         eps = float(self.eps)
-        lo, hi = x - eps, x + eps
+        lo, hi = x0 - eps, x0 + eps
         if box is not None:
             lo, hi = torch.maximum(lo, box[0]), torch.minimum(hi, box[1])
-        x_adv = x.clone()
-        margin_adv = self._margin(x, label)
-        attacked = int((margin_adv >= 0).sum())
-        for restart in range(self.nb_restarts):
-            idx = (margin_adv >= 0).nonzero().squeeze(1)
-            if idx.numel() == 0:
-                break
-            x_run, margin_run = self._single_run(x[idx], label[idx], lo[idx], hi[idx])
-            better = margin_run < margin_adv[idx]
-            margin_adv[idx] = torch.where(better, margin_run, margin_adv[idx])
-            x_adv[idx] = torch.where(better[:, None, None, None], x_run, x_adv[idx])
-            logger.log(
-                logging.INFO if self.verbose else logging.DEBUG,
-                "Square (Linf, eps=%g) restart %d/%d: %d/%d attacked examples broken",
-                eps,
-                restart + 1,
-                self.nb_restarts,
-                attacked - int((margin_adv >= 0).sum()),
-                attacked,
-            )
-        return x_adv
-
-    def generate(self, x: np.ndarray, y: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:
-        """Adversarial examples for ``x`` (N, C, H, W) in ``clip_values``.
-
-        :param x: float array (N, C, H, W) (any float dtype; float32 is used).
-        :param y: the TRUE labels ((N,) int or (N, K) one-hot); ``None``: the model's predictions.
-        :return: float32 ``x_adv`` of ``x``'s shape with ``||x_adv - x||_inf <= eps``, inside
-            ``clip_values``: a misclassified point where the search found one, else the
-            lowest-margin point found; already misclassified examples unchanged.
-        """
-        self._check_params()
-        est = self.estimator
-        x = np.asarray(x)
-        if not np.issubdtype(x.dtype, np.floating):
-            raise ValueError(f"x must be a float array, got dtype {x.dtype}.")
-        if x.ndim != 4:
-            raise ValueError(f"x must have shape (N, C, H, W), got {x.shape}.")
-        x32 = x.astype(np.float32, copy=False)
-        device = est.device
-        start = time.perf_counter()
-        with model_access.eval_mode(est.model), torch.no_grad():
-            xt = torch.as_tensor(x32, device=device)
-            if y is None:
-                logger.info("Square: no labels given; attacking the model's own predictions")
-                parts = [
-                    self._scores(xt[b : b + self.batch_size]).argmax(1)
-                    for b in range(0, len(xt), self.batch_size)
-                ]
-                labels = torch.cat(parts) if parts else torch.empty(0, device=device)
-                labels = labels.long()
-            else:
-                y_arr = np.asarray(y)
-                y_int = y_arr.argmax(1) if y_arr.ndim == 2 else y_arr.astype(np.int64)
-                if len(y_int) != len(x32):
-                    raise ValueError(f"x has {len(x32)} examples but y has {len(y_int)} labels.")
-                if len(y_int) and not (0 <= y_int.min() and y_int.max() < est.nb_classes):
-                    raise ValueError(
-                        f"labels must lie in [0, {est.nb_classes - 1}], got {int(y_int.min())} "
-                        f"to {int(y_int.max())}."
-                    )
-                labels = torch.as_tensor(y_int, device=device).long()
-            if len(x32) == 0 or self.eps == 0:
-                return x32.copy()
-            box = model_access.input_box(est, x32.shape[1:])
-            out = self._attack(xt, labels, box).cpu().numpy()
-        changed = int((out != x32).reshape(len(x32), -1).any(1).sum())
-        logger.log(
-            logging.INFO if self.verbose else logging.DEBUG,
-            "Square (Linf, eps=%g): %d/%d examples perturbed in %.1f s",
-            float(self.eps),
-            changed,
-            len(x32),
-            time.perf_counter() - start,
-        )
-        return out
+        x_run, margin = self._single_run(x0, rows.argmax(1), lo, hi)
+        return x_run, margin < 0, margin
