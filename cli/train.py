@@ -391,7 +391,8 @@ def train(
                     limit=limit,
                     threads=threads,
                 )
-                # bad values fail here, before a run directory is made
+                # bad values fail here, before a run directory is made; train() takes the
+                # resolved config (and the dataset it was resolved against) as it is
                 config = training.resolve_config(config)
                 run_dir = world.broadcast(out or default_run_dir(dataset, trainer))  # rank 0's
                 result = training.train(config, run_dir, progress, world=world)

@@ -34,6 +34,7 @@ from art.estimators.classification import PyTorchClassifier
 from er_art.batches import BatchSource, epoch_order, steps_per_epoch
 from er_art.checkpoint import RUN_CHECKPOINT, save_classifier
 from er_art.classifier import ERClassifier
+from er_art.datasets import DatasetSpec
 from er_art.devices import compile_model, fits_on_device
 from er_art.distributed import World
 from er_art.rng_state import rng_state, set_rng_state
@@ -163,6 +164,7 @@ class _Run:
         training: dict[str, Any] | None,
         callbacks: TrainingCallbacks,
         world: World | None = None,
+        spec: DatasetSpec | None = None,
     ) -> None:
         self.cfg, self.run_dir, self.clf = cfg, run_dir, classifier
         self.world = world or World()
@@ -171,7 +173,8 @@ class _Run:
         self.previous_threads = torch.get_num_threads()  # restored when the run ends
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
-        self.spec = dataset_spec(cfg)
+        # the dataset the config was resolved against (looked up here only when not given)
+        self.spec = dataset_spec(cfg) if spec is None else spec
         self.trainer: TrainerSpec = get_trainer(cfg.trainer)
         self.trainer.check_classifier(classifier)
         train_set = self.spec.load("train", cfg.data_dir)

@@ -66,6 +66,7 @@ from er_art.checkpoint import (
     remove_temporaries,
 )
 from er_art.classifier import resolve_device_type
+from er_art.datasets import DatasetSpec
 from er_art.devices import is_nondeterminism_error, torch_settings
 from er_art.distributed import World, join_world
 from er_art.json_files import check_shape
@@ -97,6 +98,7 @@ from er_art.training_config import (
     build_for,
     dataset_spec,
     resolve_config,
+    resolved,
 )
 
 logger = logging.getLogger(__name__)
@@ -124,6 +126,7 @@ __all__ = [
     "package_versions",
     "prepare_run_dir",
     "resolve_config",
+    "resolved",
     "resume",
     "rng_state",
     "seed_everything",
@@ -303,6 +306,8 @@ def train(
     """Train from scratch into ``run_dir`` (which must not hold a run yet).
 
     :param config: the settings; ``None`` fields take the dataset's / architecture's defaults.
+        A config that comes from :func:`resolve_config` unchanged is taken as it is (resolved
+        once per run: ``er-art train`` resolves it first to fail before making a directory).
     :param run_dir: the run directory to create (run.json, checkpoint.pt, metrics.jsonl).
     :param callbacks: progress hooks (default: none; under torchrun only rank 0's are called).
     :param latest_root: directory whose ``LATEST`` file is pointed at this run (``None``: leave it).
@@ -311,12 +316,11 @@ def train(
     :raises ValueError, LookupError, FileNotFoundError: on bad settings or missing data.
     :raises TrainingInterrupted: on SIGINT (after saving); :raises TrainingDiverged: on NaN / inf.
     """
-    cfg = resolve_config(config)
+    cfg, spec = resolved(config)
     world = world or World()
     world.local_batch_size(cfg.batch_size)  # type: ignore[arg-type]  # uneven: fails here
     run_dir = Path(run_dir)
     world.on_main(lambda: _refuse_existing(run_dir))
-    spec = dataset_spec(cfg)
     spec.load("test", cfg.data_dir)  # missing files fail here, before anything is written
     with torch_settings(cfg.deterministic, cuda=_uses_cuda(cfg.device)):
         seed_everything(cfg.seed)
@@ -326,7 +330,9 @@ def train(
         world.seed_ranks(cfg.seed)  # other ranks: their own prior samples and PGD starts
         world.on_main(lambda: _start_run_dir(run_dir, cfg, world, latest_root))
         try:
-            run = _Run(cfg, run_dir, classifier, None, callbacks or TrainingCallbacks(), world)
+            run = _Run(
+                cfg, run_dir, classifier, None, callbacks or TrainingCallbacks(), world, spec
+            )
         except BaseException as err:
             _record_end(run_dir, world, "failed", err)  # run.json says "running" until here
             raise
@@ -406,10 +412,9 @@ def resume(
         cfg.deterministic = bool(deterministic)
     if compile is not None:
         cfg.compile = bool(compile)
-    cfg = _checked_config(run_dir, cfg)
+    cfg, spec = _checked_config(run_dir, cfg)
     world.on_main(lambda: prepare_run_dir(run_dir))
     world.on_main(lambda: _remove_temporaries(run_dir))
-    spec = dataset_spec(cfg)
     with torch_settings(cfg.deterministic, cuda=_uses_cuda(cfg.device)):
         training = None
         path = run_dir / RUN_CHECKPOINT
@@ -442,7 +447,9 @@ def resume(
             world.seed_ranks(cfg.seed)
         if world.is_main:
             _mark_latest(run_dir, latest_root)
-        run = _Run(cfg, run_dir, classifier, training, callbacks or TrainingCallbacks(), world)
+        run = _Run(
+            cfg, run_dir, classifier, training, callbacks or TrainingCallbacks(), world, spec
+        )
         if world.is_main:
             _set_status(
                 run_dir, "running", resumed=info.get("resumed", 0) + 1, config=cfg.to_dict()
@@ -512,17 +519,19 @@ def _check_epochs(run_dir: Path, epochs: int, trained: int, given: bool) -> None
     )
 
 
-def _checked_config(run_dir: Path, cfg: TrainingConfig) -> TrainingConfig:
-    """A resumed run's config through :func:`resolve_config`, as a new run's: an invalid value in
-    run.json (hand-edited, or written by a faulty tool) is one sentence naming the file."""
+def _checked_config(run_dir: Path, cfg: TrainingConfig) -> tuple[TrainingConfig, DatasetSpec]:
+    """A resumed run's config through :func:`resolve_config`, as a new run's, and its dataset: an
+    invalid value in run.json (hand-edited, or written by a faulty tool) is one sentence naming
+    the file."""
     try:
-        resolved = resolve_config(cfg)
+        checked = resolve_config(cfg)
     except (ValueError, LookupError) as err:
         raise ValueError(
             f"{run_dir / RUN_JSON} holds an invalid config: {str(err).strip()}"
         ) from None
-    resolved.embedding_dim_requested = cfg.embedding_dim_requested  # the record, as it was
-    return resolved
+    spec = resolved(checked)[1]
+    checked.embedding_dim_requested = cfg.embedding_dim_requested  # the record, as it was
+    return checked, spec
 
 
 def _as_json(value: Any) -> Any:

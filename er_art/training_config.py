@@ -108,7 +108,37 @@ def dataset_spec(cfg: TrainingConfig) -> DatasetSpec:
 
 def resolve_config(config: TrainingConfig) -> TrainingConfig:
     """Fill every default from the dataset / architecture and check every value (``ValueError``,
-    ``LookupError`` with close matches for unknown plugin names)."""
+    ``LookupError`` with close matches for unknown plugin names).
+
+    The config returned remembers its values and the dataset it was resolved against, so
+    :func:`resolved` (and through it :func:`er_art.training.train`) takes it as it is, without
+    resolving or looking the dataset up again, for as long as none of its fields is changed."""
+    cfg, spec = _resolve(config)
+    return _remember(cfg, spec)
+
+
+# where a config returned by resolve_config keeps (its fields then, its dataset), for resolved()
+_RESOLVED = "_er_art_resolved"
+
+
+def _remember(cfg: TrainingConfig, spec: DatasetSpec) -> TrainingConfig:
+    vars(cfg)[_RESOLVED] = (cfg.to_dict(), spec)  # not a field: not in to_dict() nor run.json
+    return cfg
+
+
+def resolved(config: TrainingConfig) -> tuple[TrainingConfig, DatasetSpec]:
+    """``config`` resolved and its dataset: as they are when ``config`` came from
+    :func:`resolve_config` and has not been changed since (every field compared), else
+    ``resolve_config(config)`` with its dataset. A run resolves its config once this way."""
+    seen = vars(config).get(_RESOLVED)
+    if seen is not None and seen[0] == config.to_dict():
+        return config, seen[1]
+    cfg = resolve_config(config)
+    return cfg, vars(cfg)[_RESOLVED][1]
+
+
+def _resolve(config: TrainingConfig) -> tuple[TrainingConfig, DatasetSpec]:
+    """:func:`resolve_config`'s work: the resolved config (a copy) and its dataset."""
     cfg = dataclasses.replace(config)
     trainer = get_trainer(cfg.trainer)
     spec = dataset_spec(cfg)
@@ -195,7 +225,7 @@ def resolve_config(config: TrainingConfig) -> TrainingConfig:
                 f"Trainer {trainer.name!r} does not attack while training; drop --eps-warmup."
             )
         cfg.eps = cfg.eps_step = cfg.max_iter = None
-    return cfg
+    return cfg, spec
 
 
 LAMBDAS = {"lambda_d": "--lambda-d", "lambda_ce": "--lambda-ce", "lambda_reg": "--lambda-reg"}
