@@ -38,18 +38,27 @@ from er_art.cli.options import (
     BatchSize,
     Checkpoints,
     Checks,
+    DataFile,
     Defences,
     Device,
     Eot,
+    InputRange,
+    Logits,
+    Mean,
     ModelOption,
+    ModelSpec,
     Patience,
     Plot,
     Resume,
     RunDataDir,
     RunDataset,
+    Std,
     Threads,
     Verbose,
+    Weights,
     attack_names_of,
+    parse_floats,
+    parse_input_range,
 )
 from er_art.cli.output_paths import check_output_dir
 from er_art.cli.progress import terminal_progress
@@ -60,7 +69,7 @@ from er_art.cli.report import (
     split_params,
     write_outputs,
 )
-from er_art.cli.targets import Target, checked_eps, default_eps, load_targets, set_threads
+from er_art.cli.targets import Target, checked_eps, default_eps, set_threads, targets_of
 from er_art.cli.world import join, reported_errors
 
 ALL = "all"
@@ -69,6 +78,8 @@ ALL = "all"
 def upper_bound_line(target: Target, spec: Any, eps_values: list[float]) -> str:
     """The line that ends every single-attack table."""
     command = f"er-art evaluate -c {target.path}"
+    if target.identity is not None:  # --model: the same model and data options
+        command = f"er-art evaluate --model {target.identity['model']} ..."
     if spec.norm == "inf" and spec.budgeted:
         command += " --eps " + ",".join(f"{e:g}" for e in eps_values)
     return (
@@ -163,6 +174,13 @@ def attack(
     checks: Checks = True,
     eot: Eot = 1,
     model_option: ModelOption = None,
+    model: ModelSpec = None,
+    weights: Weights = None,
+    logits: Logits = None,
+    data: DataFile = None,
+    input_range: InputRange = None,
+    mean: Mean = None,
+    std: Std = None,
     threads: Threads = None,
     verbose: Verbose = False,
 ) -> None:
@@ -222,8 +240,21 @@ def attack(
             params = split_params(params, names)[spec.name]  # pgd.decay=0.9 is decay=0.9
         run_specs = [get_attack(n) for n in names]
         model_options = parse_key_values(model_option, "--model-option", "gradient=naive")
-        targets = load_targets(
-            checkpoint, dataset, data_dir, n_samples, device, defence, model_options
+        targets = targets_of(
+            checkpoint,
+            dataset,
+            data_dir,
+            n_samples,
+            device,
+            defence,
+            model_options,
+            model=model,
+            weights=weights,
+            logits=logits,
+            data=data,
+            input_range=parse_input_range(input_range),
+            mean=parse_floats(mean, "--mean", "0.4914,0.4822,0.4465"),
+            std=parse_floats(std, "--std", "0.2471,0.2435,0.2616"),
         )
         set_threads(threads)
 
@@ -234,6 +265,11 @@ def attack(
                 return checked_eps(target, [l2_threshold], run_specs, "--l2-threshold")
             return checked_eps(target, [default_eps(target)], run_specs)
 
+        if protocol == "paper" and any(t.dataset.max_iter is None for t in targets):
+            raise ValueError(
+                "--protocol paper takes the dataset's PGD steps, which --data has none of; use "
+                "--protocol converged, or --dataset."
+            )
         eps_values = {t.label: eps_for(t) for t in targets}  # bad --eps fails before any work
         if eps_step is not None:  # a step beyond the data's range, as train refuses it
             for target in targets:

@@ -42,23 +42,32 @@ from er_art.cli.options import (
     BatchSize,
     Checkpoints,
     Checks,
+    DataFile,
     Defences,
     Device,
     Eot,
+    InputRange,
+    Logits,
+    Mean,
     ModelOption,
+    ModelSpec,
     Patience,
     Plot,
     Resume,
     RunDataDir,
     RunDataset,
+    Std,
     Threads,
     Verbose,
+    Weights,
     attack_names_of,
+    parse_floats,
+    parse_input_range,
 )
 from er_art.cli.output_paths import check_output_dir
 from er_art.cli.progress import terminal_progress
 from er_art.cli.report import check_params, parse_params, write_outputs
-from er_art.cli.targets import Target, checked_eps, default_eps, load_targets, set_threads
+from er_art.cli.targets import Target, checked_eps, default_eps, set_threads, targets_of
 from er_art.cli.world import join, reported_errors
 
 
@@ -134,6 +143,13 @@ def evaluate(
     ] = None,
     eot: Eot = 1,
     model_option: ModelOption = None,
+    model: ModelSpec = None,
+    weights: Weights = None,
+    logits: Logits = None,
+    data: DataFile = None,
+    input_range: InputRange = None,
+    mean: Mean = None,
+    std: Std = None,
     threads: Threads = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit with code 1 when a sanity check fails.")
@@ -161,8 +177,21 @@ def evaluate(
             check_params(params, "evaluate", run_names, suite=True)  # before loading anything
         run_specs = [get_attack(n) for n in run_names]
         model_options = parse_key_values(model_option, "--model-option", "gradient=naive")
-        targets = load_targets(
-            checkpoint, dataset, data_dir, n_samples, device, defence, model_options
+        targets = targets_of(
+            checkpoint,
+            dataset,
+            data_dir,
+            n_samples,
+            device,
+            defence,
+            model_options,
+            model=model,
+            weights=weights,
+            logits=logits,
+            data=data,
+            input_range=parse_input_range(input_range),
+            mean=parse_floats(mean, "--mean", "0.4914,0.4822,0.4465"),
+            std=parse_floats(std, "--std", "0.2471,0.2435,0.2616"),
         )
         set_threads(threads)
 

@@ -56,20 +56,41 @@ def open_store(
 
 def run_options(targets: list[Target], **options: Any) -> dict[str, Any]:
     """The manifest's options: what was evaluated (each checkpoint's path and SHA-256, the
-    SHA-256 of its test examples) and every setting that changes a number."""
+    SHA-256 of its test examples) and every setting that changes a number. A ``--model`` target
+    is its weights file (or model file) and that file's SHA-256, or the factory's name without
+    weights; ``models`` then records each one's kind, factory or file, and preprocessing."""
     from er_art.checkpoint import RUN_CHECKPOINT
-    from er_art.evaluation.store import CHECKPOINT_HASHES, DATA_HASHES, arrays_sha256, file_sha256
+    from er_art.evaluation.store import (
+        CHECKPOINT_HASHES,
+        DATA_HASHES,
+        MODELS,
+        arrays_sha256,
+        file_sha256,
+    )
 
-    files = [
-        Path(t.path) / RUN_CHECKPOINT if Path(t.path).is_dir() else Path(t.path) for t in targets
-    ]
-    return {
-        "checkpoints": [str(Path(t.path).resolve()) for t in targets],
-        CHECKPOINT_HASHES: [file_sha256(f) for f in files],
+    names: list[str] = []
+    hashes: list[str | None] = []
+    for t in targets:
+        if t.identity is not None:
+            names.append(t.identity.get("weights") or t.identity["model"])
+            hashes.append(t.identity.get("sha256"))
+            continue
+        path = Path(t.path)
+        names.append(str(path.resolve()))
+        hashes.append(file_sha256(path / RUN_CHECKPOINT if path.is_dir() else path))
+    manifest = {
+        "checkpoints": names,
+        CHECKPOINT_HASHES: hashes,
         "n_samples": [int(len(t.y)) for t in targets],
         DATA_HASHES: [arrays_sha256(t.x, t.y) for t in targets],
         **options,
     }
+    if any(t.identity is not None for t in targets):  # absent for runs: older stores resume
+        manifest[MODELS] = [
+            None if t.identity is None else {k: v for k, v in t.identity.items() if k != "sha256"}
+            for t in targets
+        ]
+    return manifest
 
 
 @contextlib.contextmanager
@@ -129,41 +150,37 @@ def build_suite(
     params: dict[str, Any],
     patience: int | None = None,
 ) -> Any:
-    """The suite ``name`` for ``target``; the standard one refuses settings of its own."""
-    from er_art.evaluation import FAST_ATTACKS, SUITES, fast_suite, standard_suite
-    from er_art.evaluation.suites import SQUARE_QUERIES_FAST
+    """The suite ``name`` for ``target`` (:func:`er_art.robustness.build_suite`); the standard
+    one refuses settings of its own, naming the option."""
+    from er_art.robustness import build_suite as suite_of
 
-    if name not in SUITES:
-        raise ValueError(f"Unknown suite {name!r}; accepted: {', '.join(SUITES)}.")
-    if name == "standard":
-        given = [
-            flag
-            for flag, value in (
-                ("--attacks", attacks),
-                ("--max-iter", max_iter),
-                ("--restarts", restarts),
-                ("--patience", patience),
-                ("--square-iter", square_iter),
-                ("--param", params or None),
-            )
-            if value is not None
-        ]
-        if given:
-            raise ValueError(
-                f"--suite standard runs AutoAttack's published parameters; drop {given[0]} or use "
-                "--suite fast."
-            )
-        return standard_suite(target.classifier.nb_classes)
-    names = list(attacks or FAST_ATTACKS)
-    per = split_params(params, names)
-    return fast_suite(
-        names,
+    names = list(attacks) if attacks else None
+    return suite_of(
+        name,
+        int(target.classifier.nb_classes),
+        attacks=names,
         max_iter=max_iter,
         restarts=restarts,
-        square_queries=SQUARE_QUERIES_FAST if square_iter is None else square_iter,
-        params=per,
         patience=patience,
+        square_queries=square_iter,
+        params=split_params(params, names or _fast_attacks()) if name == "fast" else params,
+        flags={
+            "attacks": "--attacks",
+            "max_iter": "--max-iter",
+            "restarts": "--restarts",
+            "patience": "--patience",
+            "square_queries": "--square-iter",
+            "params": "--param",
+            "standard": "--suite standard",
+            "suite": "--suite fast",
+        },
     )
+
+
+def _fast_attacks() -> list[str]:
+    from er_art.evaluation import FAST_ATTACKS
+
+    return list(FAST_ATTACKS)
 
 
 def evaluate_targets(
@@ -192,9 +209,11 @@ def evaluate_targets(
     :return: the records, the check rows and whether a check failed.
     """
     from er_art.distributed import World
-    from er_art.evaluation import evaluate_suite
+    from er_art.robustness import run_suite
+    from er_art.training import package_versions
 
     world = world or World()
+    versions = package_versions()
 
     records: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
@@ -203,7 +222,7 @@ def evaluate_targets(
         plan = build_suite(
             suite, target, attacks, max_iter, restarts, square_iter, params, patience
         )
-        result = evaluate_suite(
+        report = run_suite(
             target.classifier,
             target.x,
             target.y,
@@ -218,7 +237,14 @@ def evaluate_targets(
             progress=progress,
             world=world,
         )
-        mine = records_of(target, result.outcomes(), world.size, suite=suite)
+        mine = report.records(
+            checkpoint=str(target.path),
+            label=target.label,
+            defences=defence_names(target),
+            world_size=world.size,
+            versions=versions,
+            suite=suite,
+        )
         members = (
             " > ".join(r.key for r in plan.runs)
             if plan.cascade
@@ -227,9 +253,9 @@ def evaluate_targets(
         members += "".join(f", {r.key}" for r in plan.independent)
         if world.is_main:
             print_records(mine, f"{target.label}: worst case over {members} ({suite} suite)")
-            if result.checks:
-                print_checks(result.checks, f"Sanity checks ({target.label})")
-        failed = failed or any(c.failed for c in result.checks)
+            if report.checks:
+                print_checks(report.checks, f"Sanity checks ({target.label})")
+        failed = failed or any(c.failed for c in report.checks)
         records.extend(mine)
-        rows.extend(check_rows(target, result.checks))
+        rows.extend(check_rows(target, report.checks))
     return records, rows, failed

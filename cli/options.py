@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -98,3 +99,76 @@ def attack_names_of(attacks: str | None) -> list[str] | None:
     if twice is not None:  # its records and stored results would collide
         raise ValueError(f"--attacks names {twice!r} twice; give each attack once.")
     return names
+
+
+# -- any model (docs/EVALUATION.md, "Any model: --model")
+ModelSpec = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Evaluate any model instead of an er-art run: PKG.MODULE:FACTORY (FACTORY() builds "
+        "an nn.Module returning logits; weights from --weights), a TorchScript file, or an ART "
+        "PyTorchClassifier saved with torch.save / pickle. Data from --dataset or --data.",
+    ),
+]
+Weights = Annotated[
+    Path | None,
+    typer.Option(
+        "--weights",
+        help="With --model PKG.MODULE:FACTORY: a state dict (torch.save(model.state_dict(), "
+        "FILE)), read with weights_only=True.",
+    ),
+]
+Logits = Annotated[
+    str | None,
+    typer.Option(
+        "--logits", help="With --model: the key (dict) or index (tuple) of the logits it returns."
+    ),
+]
+DataFile = Annotated[
+    Path | None,
+    typer.Option("--data", help="With --model: an .npz file with arrays x (N, C, H, W) and y."),
+]
+InputRange = Annotated[
+    str | None,
+    typer.Option(
+        "--input-range",
+        help="With --model: LO,HI, the range the data are stored in and the attacks keep to "
+        "(default: the dataset's, 0,1 for --data).",
+    ),
+]
+Mean = Annotated[
+    str | None,
+    typer.Option(
+        "--mean",
+        help="With --model: (x - mean) / std inside the model; one value or one per channel, "
+        "comma-separated (e.g. 0.4914,0.4822,0.4465).",
+    ),
+]
+Std = Annotated[
+    str | None,
+    typer.Option("--std", help="With --model: see --mean (e.g. 0.2471,0.2435,0.2616)."),
+]
+
+
+def parse_floats(text: str | None, flag: str, example: str) -> list[float] | None:
+    """``"0.5,0.25"`` -> ``[0.5, 0.25]`` (None for None); anything else is one sentence."""
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{flag} must be comma-separated numbers (e.g. {example}), got {text!r}.")
+    return values
+
+
+def parse_input_range(text: str | None) -> tuple[float, float] | None:
+    """``--input-range LO,HI`` as ``(LO, HI)`` with LO < HI (None for None)."""
+    values = parse_floats(text, "--input-range", "0,1 or 0,255")
+    if values is None:
+        return None
+    if len(values) != 2 or not values[0] < values[1]:
+        raise ValueError(f"--input-range must be LO,HI with LO < HI (e.g. 0,1), got {text!r}.")
+    return values[0], values[1]

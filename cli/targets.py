@@ -1,4 +1,5 @@
-"""The trained runs a command attacks: each checkpoint with its dataset's test split."""
+"""The models a command attacks: each er-art run with its dataset's test split, or any model
+(``--model``) with the data given (``--dataset`` / ``--data``)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ class Target:
     classifier: Any
     x: Any
     y: Any
-    dataset: Any  # DatasetSpec
+    dataset: Any  # DatasetSpec (for --data: one made from the file, eps None)
     train_eps: float | None
+    # --model: what identifies the model in a store's manifest (er_art.wrapped_model.LoadedModel's
+    # identity and the preprocessing); None for an er-art run (its checkpoint's bytes do)
+    identity: dict[str, Any] | None = None
 
 
 def load_targets(
@@ -91,6 +95,185 @@ def load_targets(
     return targets
 
 
+MODEL_ONLY = ("--weights", "--logits", "--data", "--input-range", "--mean", "--std")
+
+
+def targets_of(
+    checkpoints: list[Path] | None,
+    dataset: str | None,
+    data_dir: Path | None,
+    n_samples: int | None,
+    device: str,
+    defences: list[str] | None,
+    model_options: dict[str, Any] | None,
+    *,
+    model: str | None = None,
+    weights: Path | None = None,
+    logits: str | None = None,
+    data: Path | None = None,
+    input_range: tuple[float, float] | None = None,
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
+) -> list[Target]:
+    """The er-art runs of ``checkpoints`` (:func:`load_targets`), or the one ``model``
+    (:func:`load_model_target`); the options of the other kind are refused in one sentence."""
+    if model is None:
+        given = [
+            flag
+            for flag, value in zip(
+                MODEL_ONLY, (weights, logits, data, input_range, mean, std), strict=True
+            )
+            if value is not None
+        ]
+        if given:
+            raise ValueError(
+                f"{given[0]} goes with --model; an er-art run (--checkpoint) carries its own data "
+                "and preprocessing."
+            )
+        return load_targets(
+            checkpoints, dataset, data_dir, n_samples, device, defences, model_options
+        )
+    if checkpoints:
+        raise ValueError("Give --checkpoint (an er-art run) or --model (any model), not both.")
+    if model_options:
+        raise ValueError(
+            "--model-option changes an er-art architecture; with --model, build the model as "
+            "you want it in its factory."
+        )
+    return [
+        load_model_target(
+            model,
+            weights=weights,
+            logits=logits,
+            dataset=dataset,
+            data_dir=data_dir,
+            data=data,
+            n_samples=n_samples,
+            input_range=input_range,
+            mean=mean,
+            std=std,
+            device=device,
+            defences=defences,
+        )
+    ]
+
+
+def load_model_target(
+    model: str,
+    *,
+    weights: Path | None,
+    logits: str | None,
+    dataset: str | None,
+    data_dir: Path | None,
+    data: Path | None,
+    n_samples: int | None,
+    input_range: tuple[float, float] | None,
+    mean: list[float] | None,
+    std: list[float] | None,
+    device: str,
+    defences: list[str] | None,
+) -> Target:
+    """``--model`` (:func:`er_art.wrapped_model.load_model`) on the test split of ``dataset``
+    or the arrays of ``data``, checked on one example (shape, logits, classes) and wrapped with
+    the input range and the normalisation inside (:func:`er_art.wrapped_model.wrap_model`)."""
+    import dataclasses
+
+    import numpy as np
+
+    from er_art.datasets import DatasetSpec, get_dataset
+    from er_art.defences import apply_defences
+    from er_art.wrapped_model import (
+        ModelError,
+        check_forward,
+        check_input_range,
+        load_model,
+        read_npz,
+        wrap_model,
+    )
+
+    if n_samples is not None and n_samples < 1:
+        raise ValueError(f"--n-samples must be a positive integer, got {n_samples}.")
+    if (data is None) == (dataset is None):
+        raise ValueError(
+            "--model needs its data: give --dataset NAME (its test split; --data-dir for its "
+            "files) or --data FILE.npz (arrays x and y), one of them."
+        )
+    if data is not None:
+        if data_dir is not None:
+            raise ValueError("--data-dir goes with --dataset; --data names the file itself.")
+        x, y = read_npz(data, n_samples)
+        spec = DatasetSpec(
+            name=data.name,
+            loader=read_npz,
+            input_shape=tuple(x.shape[1:]),
+            nb_classes=0,
+            default_arch="",
+            eps=None,  # type: ignore[arg-type]  # no default: --eps is needed
+            eps_step=None,  # type: ignore[arg-type]
+            max_iter=None,  # type: ignore[arg-type]
+            clip_values=input_range or (0.0, 1.0),
+        )
+        where = f"the examples of --data {data}"
+    else:
+        spec = get_dataset(dataset)  # type: ignore[arg-type]
+        x, y = spec.arrays("test", data_dir, n_samples)
+        if input_range is not None:
+            spec = dataclasses.replace(spec, clip_values=input_range)
+        where = f"the test examples of dataset {spec.name!r}"
+        if not len(y):
+            raise ValueError(f"dataset {spec.name!r} has no test examples; give data with some.")
+    loaded = load_model(model, weights)
+    nb_classes = spec.nb_classes or None
+    name = f"--model {model}"
+    if loaded.kind == "art-classifier":
+        given = [
+            flag
+            for flag, value in (("--mean", mean), ("--std", std), ("--logits", logits))
+            if value is not None
+        ]
+        if given or input_range is not None:
+            raise ModelError(
+                f"{name} is a saved ART classifier, which carries its own clip_values and "
+                f"preprocessing; drop {(given or ['--input-range'])[0]}."
+            )
+        classifier = loaded.model
+        check_forward(classifier, x, y, nb_classes, name)
+        if classifier.clip_values is not None:
+            lo, hi = classifier.clip_values
+            spec = dataclasses.replace(spec, clip_values=(float(np.min(lo)), float(np.max(hi))))
+    else:
+        classifier = wrap_model(
+            loaded.model,
+            x=x,
+            y=y,
+            nb_classes=nb_classes,
+            clip_values=spec.clip_values,
+            mean=mean,
+            std=std,
+            logits=logits,
+            device_type=device,
+            name=name,
+        )
+    check_input_range(x, spec.clip_values, where)
+    if defences:
+        apply_defences(classifier, defences)
+    identity = {
+        **{k: v for k, v in loaded.identity.items()},
+        "logits": logits,
+        "mean": mean,
+        "std": std,
+        "input_range": list(spec.clip_values),
+    }
+    label = _label(model) if loaded.kind == "factory" else Path(model).stem
+    path = loaded.file or Path(model)
+    return Target(label, path, classifier, x, y, spec, None, identity)
+
+
+def _label(spec: str) -> str:
+    """A factory's name as a run label (``pkg.models:resnet`` -> ``pkg.models-resnet``)."""
+    return spec.replace(":", "-")
+
+
 def set_threads(threads: int | None) -> None:
     """torch's CPU threads for the attacks: ``threads``, else torch's own default (one per core,
     or ``OMP_NUM_THREADS``; torchrun sets 1 per process). Measured on a quiet 2-core CPU
@@ -107,8 +290,16 @@ def set_threads(threads: int | None) -> None:
 
 
 def default_eps(target: Target) -> float:
-    """The eps a run is attacked at when none is given: its training eps, else the dataset's."""
-    return target.train_eps if target.train_eps is not None else target.dataset.eps
+    """The eps a run is attacked at when none is given: its training eps, else the dataset's
+    (``--data`` has none: one sentence asking for ``--eps``)."""
+    if target.train_eps is not None:
+        return target.train_eps
+    if target.dataset.eps is None:
+        raise ValueError(
+            f"--eps is needed with --data (the file {target.dataset.name} has no default eps); "
+            "give e.g. --eps 0.03."
+        )
+    return target.dataset.eps
 
 
 def checked_eps(

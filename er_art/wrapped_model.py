@@ -568,3 +568,53 @@ def load_pickled_classifier(path: str | os.PathLike) -> PyTorchClassifier:
         raise ModelError(f"{path} unpickled to a {type(loaded).__name__}, not a PyTorchClassifier.")
     loaded.model.eval()
     return loaded
+
+
+# ---------------------------------------------------------------------------- data for a model
+def read_npz(path: str | os.PathLike, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``limit`` examples of an ``.npz`` file's arrays ``x`` (float32) and ``y`` (int64
+    labels), read without pickles; a file without them is one sentence naming it."""
+    from er_art.datasets import check_labels
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No data file at {path} (--data).")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            missing = [k for k in ("x", "y") if k not in arrays.files]
+            if missing:
+                raise ValueError(
+                    f"--data {path} has no array {missing[0]!r} (it holds "
+                    f"{', '.join(arrays.files) or 'none'}); accepted: an .npz with arrays x and y."
+                )
+            x, y = arrays["x"][:limit], arrays["y"][:limit]
+    except ValueError:
+        raise
+    except Exception as err:  # not a zip, truncated, object arrays (pickles)
+        raise ValueError(
+            f"--data {path} is not a readable .npz of arrays x and y ({type(err).__name__})."
+        ) from None
+    if x.ndim < 2 or x.dtype.kind not in "fiub":
+        raise ValueError(
+            f"--data {path}: x must be numbers of shape (N, C, H, W), got {x.dtype} of shape "
+            f"{x.shape}."
+        )
+    y = check_labels(y, f"--data {path}")
+    if len(x) != len(y) or not len(y):
+        raise ValueError(
+            f"--data {path}: x and y must hold the same number (> 0) of examples, got {len(x)} "
+            f"and {len(y)}."
+        )
+    return np.ascontiguousarray(x, dtype=np.float32), y
+
+
+def check_input_range(x: np.ndarray, clip_values: Sequence[float], where: str) -> None:
+    """Refuse data outside the input range the attacks keep to (one sentence)."""
+    lo, hi = (float(np.min(v)) for v in clip_values)
+    low, high = float(np.min(x)), float(np.max(x))
+    if low < lo - 1e-6 or high > hi + 1e-6:
+        raise ValueError(
+            f"{where} lie in [{low:g}, {high:g}], outside the input range [{lo:g}, {hi:g}]; give "
+            "the range the data are stored in (--input-range LO,HI, e.g. 0,255) and normalise "
+            "inside the model with --mean / --std."
+        )

@@ -57,6 +57,24 @@ ATTACKS_VERSION = 3
 _AGAIN = "give another --out, or --overwrite (instead of --resume) to evaluate it again."
 
 
+# The options that describe the models of ``--model`` targets (cli/evaluating.py's run_options):
+# another model on ``--resume`` is named as such.
+MODELS = "models"
+
+
+def _model_name(options: dict[str, Any]) -> str:
+    """The ``--model`` (factory or file) and preprocessing an evaluation's options name."""
+    models = options.get(MODELS)
+    if not isinstance(models, list) or not models or not isinstance(models[0], dict):
+        return "an er-art run"
+    first = models[0]
+    text = f"--model {first.get('model')}"
+    if first.get("weights"):
+        text += f" --weights {first['weights']}"
+    extra = [f"{k} {first[k]}" for k in ("logits", "mean", "std", "input_range") if first.get(k)]
+    return text + (f" ({', '.join(extra)})" if extra else "")
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "_"
 
@@ -280,6 +298,11 @@ class EvaluationStore:
         hashes = (CHECKPOINT_HASHES, DATA_HASHES)
         changed = [k for k in sorted(set(before) | set(options)) if before.get(k) != options.get(k)]
         for key in changed:
+            if key == MODELS:
+                raise ValueError(
+                    f"--resume: {root} was computed on another model ({_model_name(before)}, "
+                    f"now {_model_name(options)}); {_AGAIN}"
+                )
             if key not in hashes:
                 raise ValueError(
                     f"--resume: {root} was started with {key}={before.get(key)!r}, not "
