@@ -47,7 +47,9 @@ class Architecture:
     nb_classes: int
     embedding_dim: int | None = None  # None for models without an embedding (baselines, RSE)
     kind: str = "er"  # the model family: "er", "baseline", "rse", "vae", ... (trainers match it)
-    # Training defaults from the reference code (NOTES.md); overridable in build_classifier.
+    # Training defaults from the reference code (NOTES.md), each overridable: "lr"; "epochs" and
+    # "threads" (resolve_config); for ER models "lr_ratios", "clip_value" (build_classifier) and
+    # Algorithm 1's lambdas. The batch size is the dataset's (DatasetSpec.batch_size).
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     # The ART classifier class of a non-ER model (None: PyTorchClassifier); it is built as

@@ -48,6 +48,6 @@ ARCHITECTURE = Architecture(
     input_shape=(1, 28, 28),
     nb_classes=10,
     kind="baseline",
-    defaults={"lr": 1e-3, "batch_size": 100},
+    defaults={"lr": 1e-3},
     description="Baseline: Madry et al.'s small MNIST CNN (any input shape).",
 )

@@ -120,20 +120,20 @@ DEFENSE_GAN_DIGITS = _architecture(
     (1, 8, 8),
     _builder((1, 8, 8), _cnn, z_dim=32, projection_steps=50, restarts=4),
     # threads: one torch thread (small nets; see the digits architecture)
-    defaults={"lr": 1e-3, "batch_size": 64, "threads": 1, "epochs": 60},
+    defaults={"lr": 1e-3, "threads": 1, "epochs": 60},
     description="Defense-GAN: WGAN-GP G / D + the cnn baseline, L = 50, R = 4 (8x8 digits).",
 )
 DEFENSE_GAN_MNIST = _architecture(
     "defense-gan-mnist",
     (1, 28, 28),
     _builder((1, 28, 28), _cnn, z_dim=128, projection_steps=200, restarts=10),
-    defaults={"lr": GAN_LR, "batch_size": 64},
+    defaults={"lr": GAN_LR},
     description="Defense-GAN: the authors' WGAN-GP G / D + the cnn baseline, L = 200, R = 10.",
 )
 DEFENSE_GAN_CIFAR10 = _architecture(
     "defense-gan-cifar10",
     (3, 32, 32),
     _builder((3, 32, 32), _vgg19, z_dim=128, projection_steps=200, restarts=10),
-    defaults={"lr": GAN_LR, "batch_size": 64},
+    defaults={"lr": GAN_LR},
     description="Defense-GAN: WGAN-GP G / D + the vgg19 baseline, L = 200, R = 10 (CIFAR-10).",
 )

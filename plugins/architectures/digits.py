@@ -42,7 +42,6 @@ ARCHITECTURE = Architecture(
         "lambda_d": 1.0,
         "lambda_ce": 1.0,
         "lambda_reg": 5e-3,
-        "batch_size": 64,
         "threads": 1,
     },
     description="Small conv encoder for 8x8 digits -> k=8, MLP head.",

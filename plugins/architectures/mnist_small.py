@@ -30,7 +30,6 @@ ARCHITECTURE = Architecture(
         "lambda_d": 1.0,
         "lambda_ce": 1.0,
         "lambda_reg": 5e-4,
-        "batch_size": 100,
         "threads": 1,
     },
     description="The paper's MNIST encoder at 1/4 width (32-64-128-256), k=4; for CPU runs.",

@@ -69,7 +69,7 @@ RSE_CNN = Architecture(
     input_shape=(1, 28, 28),
     nb_classes=10,
     kind="rse",
-    defaults={"lr": 1e-3, "batch_size": 100},
+    defaults={"lr": 1e-3},
     description="RSE: the baseline cnn with noise before every conv (0.8 / 0.4; MNIST).",
     classifier_class=RSEClassifier,
 )
@@ -80,7 +80,7 @@ RSE_DIGITS = Architecture(
     nb_classes=10,
     kind="rse",
     # threads: one torch thread (small net; see the digits architecture)
-    defaults={"lr": 1e-3, "batch_size": 64, "threads": 1, "epochs": 30},
+    defaults={"lr": 1e-3, "threads": 1, "epochs": 30},
     description="RSE: the baseline cnn with noise before every conv (0.2 / 0.1; 8x8 digits).",
     classifier_class=RSEClassifier,
 )
@@ -90,7 +90,7 @@ RSE_VGG19 = Architecture(
     input_shape=(3, 32, 32),
     nb_classes=10,
     kind="rse",
-    defaults={"lr": 1e-3, "batch_size": 128},
+    defaults={"lr": 1e-3},
     description="RSE: VGG19-BN with noise before every conv (0.2 / 0.1; CIFAR-10).",
     classifier_class=RSEClassifier,
 )

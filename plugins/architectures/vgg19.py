@@ -36,6 +36,6 @@ ARCHITECTURE = Architecture(
     input_shape=(3, 32, 32),
     nb_classes=10,
     kind="baseline",
-    defaults={"lr": 1e-3, "batch_size": 128},
+    defaults={"lr": 1e-3},
     description="Baseline: VGG19-BN for 32x32 colour images.",
 )
