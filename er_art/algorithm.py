@@ -26,6 +26,13 @@ from torch import nn
 from er_art.model import ERModel
 from er_art.priors import Prior
 
+# The one home of Algorithm 1's lambdas' defaults: lambda (``lambda_d``, the discriminator
+# objective), lambda_0 (``lambda_ce``, the cross-entropy) and lambda_1 (``lambda_reg``, the encoder
+# regularisation). An ER architecture's ``defaults`` override any of them
+# (:meth:`er_art.architectures.Architecture.lambdas`, which build_classifier and resolve_config
+# read); ERClassifier and algorithm1_step default to these.
+DEFAULT_LAMBDAS: dict[str, float] = {"lambda_d": 1.0, "lambda_ce": 1.0, "lambda_reg": 1.0}
+
 
 @dataclass
 class Optimizers:
@@ -105,9 +112,9 @@ def algorithm1_step(
     y: torch.Tensor,
     x_adv: torch.Tensor | None = None,
     *,
-    lambda_d: float = 1.0,
-    lambda_ce: float = 1.0,
-    lambda_reg: float = 1.0,
+    lambda_d: float = DEFAULT_LAMBDAS["lambda_d"],
+    lambda_ce: float = DEFAULT_LAMBDAS["lambda_ce"],
+    lambda_reg: float = DEFAULT_LAMBDAS["lambda_reg"],
     clip_value: float = 0.01,
     adv_ratio: float = 0.5,
     regularize: bool = True,

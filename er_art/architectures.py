@@ -28,6 +28,7 @@ from typing import Any
 
 from torch import nn
 
+from er_art.algorithm import DEFAULT_LAMBDAS
 from er_art.registry import get_plugin, names
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class Architecture:
     kind: str = "er"  # the model family: "er", "baseline", "rse", "vae", ... (trainers match it)
     # Training defaults from the reference code (NOTES.md), each overridable: "lr"; "epochs" and
     # "threads" (resolve_config); for ER models "lr_ratios", "clip_value" (build_classifier) and
-    # Algorithm 1's lambdas. The batch size is the dataset's (DatasetSpec.batch_size).
+    # Algorithm 1's lambdas (lambdas()). The batch size is the dataset's (DatasetSpec.batch_size).
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     # The ART classifier class of a non-ER model (None: PyTorchClassifier); it is built as
@@ -65,6 +66,12 @@ class Architecture:
         if not self.takes_input_shape:
             options.pop("input_shape", None)
         return self.builder(**options)
+
+    def lambdas(self) -> dict[str, float]:
+        """Algorithm 1's lambdas of this architecture's ER models when none is given:
+        ``lambda_d``, ``lambda_ce`` and ``lambda_reg`` from its ``defaults`` where it sets them,
+        else :data:`er_art.algorithm.DEFAULT_LAMBDAS` (resolve_config checks the values)."""
+        return {name: self.defaults.get(name, v) for name, v in DEFAULT_LAMBDAS.items()}
 
     # ------------------------------------------------------------------ the builder's options
     def _parameters(self) -> dict[str, inspect.Parameter]:

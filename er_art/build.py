@@ -15,12 +15,10 @@ from art.estimators.classification import PyTorchClassifier
 from er_art.architectures import Architecture, get_architecture
 from er_art.classifier import DeviceStandardisation, ERClassifier, resolve_device_type
 
-# Hyperparameters and their fallbacks when an architecture does not set them.
+# Hyperparameters and their fallbacks when an architecture does not set them (Algorithm 1's
+# lambdas: Architecture.lambdas(), from er_art.algorithm.DEFAULT_LAMBDAS).
 ER_FALLBACKS: dict[str, Any] = {
     "lr": 1e-4,
-    "lambda_d": 1.0,
-    "lambda_ce": 1.0,
-    "lambda_reg": 1.0,
     "lr_ratios": (1.0, 0.5, 0.05),
     "clip_value": 0.01,
 }
@@ -105,15 +103,16 @@ def build_classifier(
         )
 
     model = spec.build(embedding_dim=embedding_dim, nb_classes=nb_classes, **options)
+    lambdas = spec.lambdas()
     return ERClassifier(
         model,  # type: ignore[arg-type]
         input_shape=shape,
         nb_classes=nb_classes,
         prior=prior,
         prior_params=prior_params,
-        lambda_d=pick("lambda_d", lambda_d),
-        lambda_ce=pick("lambda_ce", lambda_ce),
-        lambda_reg=pick("lambda_reg", lambda_reg),
+        lambda_d=lambdas["lambda_d"] if lambda_d is None else lambda_d,
+        lambda_ce=lambdas["lambda_ce"] if lambda_ce is None else lambda_ce,
+        lambda_reg=lambdas["lambda_reg"] if lambda_reg is None else lambda_reg,
         lr=pick("lr", lr),
         lr_ratios=tuple(pick("lr_ratios", lr_ratios)),
         clip_value=pick("clip_value", clip_value),

@@ -37,7 +37,7 @@ from art.preprocessing.standardisation_mean_std.pytorch import StandardisationMe
 from art.preprocessing.standardisation_mean_std.utils import broadcastable_mean_std
 from art.utils import check_and_transform_label_format
 
-from er_art.algorithm import StepResult, algorithm1_step, make_optimizers
+from er_art.algorithm import DEFAULT_LAMBDAS, StepResult, algorithm1_step, make_optimizers
 from er_art.devices import (
     cpu_module_copy,
     fits_on_device,
@@ -171,9 +171,9 @@ class ERClassifier(PyTorchClassifier):
         nb_classes: int,
         prior: str | Prior = "gaussian",
         prior_params: dict[str, float] | None = None,
-        lambda_d: float = 1.0,
-        lambda_ce: float = 1.0,
-        lambda_reg: float = 1.0,
+        lambda_d: float = DEFAULT_LAMBDAS["lambda_d"],
+        lambda_ce: float = DEFAULT_LAMBDAS["lambda_ce"],
+        lambda_reg: float = DEFAULT_LAMBDAS["lambda_reg"],
         lr: float = 1e-4,
         lr_ratios: tuple[float, float, float] = (1.0, 0.5, 0.05),
         clip_value: float = 0.01,

@@ -181,9 +181,9 @@ def _resolve(config: TrainingConfig) -> tuple[TrainingConfig, DatasetSpec]:
     cfg.batch_size = _positive_int(
         "batch size", spec.batch_size if cfg.batch_size is None else cfg.batch_size
     )
-    _resolve_lambdas(cfg, trainer.kind, {**ER_FALLBACKS, **arch.defaults})
+    _resolve_lambdas(cfg, trainer.kind, arch.lambdas())
     if cfg.lr is None:
-        cfg.lr = {**ER_FALLBACKS, **arch.defaults}["lr"]
+        cfg.lr = arch.defaults.get("lr", ER_FALLBACKS["lr"])
     if not (isinstance(cfg.lr, (int, float)) and cfg.lr > 0):  # also rejects NaN
         raise ValueError(f"learning rate must be > 0, got {cfg.lr!r}.")
     cfg.lr = float(cfg.lr)
@@ -232,8 +232,8 @@ LAMBDAS = {"lambda_d": "--lambda-d", "lambda_ce": "--lambda-ce", "lambda_reg": "
 
 
 def _resolve_lambdas(cfg: TrainingConfig, kind: str, defaults: dict[str, Any]) -> None:
-    """Algorithm 1's lambdas: the architecture's where not given; finite and >= 0; only for the
-    ER trainers (the others have none)."""
+    """Algorithm 1's lambdas: the architecture's (``defaults``, :meth:`Architecture.lambdas`) where
+    not given; finite and >= 0; only for the ER trainers (the others have none)."""
     for name, flag in LAMBDAS.items():
         value = getattr(cfg, name)
         if kind != "er":

@@ -90,13 +90,9 @@ def test_bad_settings_raise_one_sentence(change, message):
 def test_lambdas_default_to_the_architectures_and_reach_the_classifier():
     from er_art.training_config import build_for
 
-    defaults = er_art.get_architecture("digits").defaults
     cfg = resolve_config(TrainingConfig())
-    assert (cfg.lambda_d, cfg.lambda_ce, cfg.lambda_reg) == (
-        defaults.get("lambda_d", 1.0),
-        defaults.get("lambda_ce", 1.0),
-        defaults.get("lambda_reg", 1.0),
-    )
+    lambdas = er_art.get_architecture("digits").lambdas()  # tests/test_architectures.py: all
+    assert (cfg.lambda_d, cfg.lambda_ce, cfg.lambda_reg) == tuple(lambdas.values())
     chosen = resolve_config(TrainingConfig(lambda_d=0.5, lambda_ce=2.0, lambda_reg=0.0))
     clf = build_for(chosen, get_dataset("digits"))
     assert (clf._lambda_d, clf._lambda_ce, clf._lambda_reg) == (0.5, 2.0, 0.0)

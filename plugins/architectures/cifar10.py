@@ -105,6 +105,6 @@ ARCHITECTURE = Architecture(
     input_shape=(3, 32, 32),
     nb_classes=10,
     embedding_dim=16,
-    defaults={"lr": 5e-5, "lambda_d": 1.0, "lambda_ce": 1.0, "lambda_reg": 0.1},
+    defaults={"lr": 5e-5, "lambda_reg": 0.1},
     description="VGG19 conv stack (from scratch or init_weights=PATH) -> k=16, dropout MLP head.",
 )

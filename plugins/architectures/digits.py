@@ -39,8 +39,6 @@ ARCHITECTURE = Architecture(
     # threads on a busy 2-core machine were 10-70x slower per step).
     defaults={
         "lr": 1e-3,
-        "lambda_d": 1.0,
-        "lambda_ce": 1.0,
         "lambda_reg": 5e-3,
         "threads": 1,
     },

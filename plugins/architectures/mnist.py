@@ -38,6 +38,6 @@ ARCHITECTURE = Architecture(
     input_shape=(1, 28, 28),
     nb_classes=10,
     embedding_dim=4,
-    defaults={"lr": 1e-4, "lambda_d": 1.0, "lambda_ce": 1.0, "lambda_reg": 5e-4},
+    defaults={"lr": 1e-4, "lambda_reg": 5e-4},
     description="Paper Figure 9 MNIST encoder (4 convs to 1x1) + MLP head, k=4.",
 )

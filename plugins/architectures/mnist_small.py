@@ -27,8 +27,6 @@ ARCHITECTURE = Architecture(
     embedding_dim=4,
     defaults={
         "lr": 1e-3,
-        "lambda_d": 1.0,
-        "lambda_ce": 1.0,
         "lambda_reg": 5e-4,
         "threads": 1,
     },

@@ -29,6 +29,6 @@ ARCHITECTURE = Architecture(
     input_shape=(3, 96, 96),
     nb_classes=10,
     embedding_dim=16,
-    defaults={"lr": 5e-5, "lambda_d": 1.0, "lambda_ce": 1.0, "lambda_reg": 0.1},
+    defaults={"lr": 5e-5, "lambda_reg": 0.1},
     description="Reference STL10 encoder (6 convs to 1x1) + MLP head, k=16.",
 )

@@ -45,7 +45,7 @@ def build_cnn(nb_classes: int = 10, input_shape: tuple[int, ...] = (1, 8, 8)) ->
     )
 
 
-_FAST = {"lr": 1e-2, "lambda_d": 1.0, "lambda_ce": 1.0, "lambda_reg": 1e-2}
+_FAST = {"lr": 1e-2, "lambda_reg": 1e-2}
 TEST_DIGITS = Architecture(
     "test_digits",
     build_gray,

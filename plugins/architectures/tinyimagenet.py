@@ -44,6 +44,6 @@ ARCHITECTURE = Architecture(
     input_shape=(3, 64, 64),
     nb_classes=200,
     embedding_dim=20,
-    defaults={"lr": 5e-5, "lambda_d": 1.0, "lambda_ce": 1.0, "lambda_reg": 0.1},
+    defaults={"lr": 5e-5, "lambda_reg": 0.1},
     description="VGG16-BN style encoder on 64x64 -> k=20, MLP head to 200 classes (our design).",
 )
