@@ -362,3 +362,15 @@ def test_two_processes_evaluate_a_model_as_one_and_resume(digits_run, tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _numbers(json.loads((tmp_path / "two" / "results.json").read_text())) == _numbers(r1)
+
+
+@pytest.mark.slow
+def test_the_readme_snippet_evaluates_a_plain_pytorch_model(capsys):
+    """README's five lines, as written (an untrained ResNet-18, 16 random images)."""
+    text = (REPO / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    (snippet,) = [b for b in blocks if "er_art.evaluate(model" in b]
+    assert len(snippet.strip().splitlines()) == 5
+    exec(compile(snippet, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "'autoattack_acc'" in printed and "'clean_acc'" in printed
