@@ -76,6 +76,7 @@ def test_built_in_attacks_are_registered_specs():
         assert spec.factory.__module__.startswith("er_art.plugins.attacks")
     assert get_attack("square").threat == "black-box" and get_attack("hsj").threat == "black-box"
     assert {n for n in BUILT_IN_ATTACKS if get_attack(n).normalised_l2} == {"cw", "cw-fast"}
+    assert {n for n in BUILT_IN_ATTACKS if get_attack(n).attacks_predictions} == {"deepfool"}
     eot = {n for n in BUILT_IN_ATTACKS if get_attack(n).eot}
     assert eot == {"pgd", "bim", "fgsm", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "cw-fast"}
     assert not get_attack("fgsm").iterative and get_attack("pgd").iterative

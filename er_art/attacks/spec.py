@@ -92,6 +92,8 @@ class AttackSpec:
     min_restarts: int = 1
     targeted: bool = True  # supports targeted attacks
     eot: bool = False  # reads gradients through er_art.attacks.view, so --eot N averages them
+    # generate() takes no labels: the attack attacks the model's own predictions (ART's DeepFool)
+    attacks_predictions: bool = False
     # eps values are the paper's normalised L2 thresholds ||delta||_2 / d (Table 2), not absolute
     normalised_l2: bool = False
     description: str = ""

@@ -272,7 +272,7 @@ def _generate(
             for c in world.portion(range(len(chunks))):
                 chunk = chunks[c]
                 _seed_everything(chunk_seed(seed, run, c))
-                if spec.name == "deepfool":  # ART's DeepFool attacks the model's own predictions
+                if spec.attacks_predictions:  # e.g. ART's DeepFool: no labels
                     adv = attack.generate(x[chunk])
                 else:
                     adv = attack.generate(x[chunk], one_hot[chunk])

@@ -41,6 +41,7 @@ ATTACK = AttackSpec(
     budgeted=False,
     defaults={"max_iter": 100, "epsilon": 1e-06, "nb_grads": 10, "batch_size": 128},
     targeted=False,
+    attacks_predictions=True,  # ART's DeepFool ignores labels
     description="DeepFool (L2, minimal perturbation, untargeted).",
     paper="Moosavi-Dezfooli et al., 2016, arXiv:1511.04599",
 )
