@@ -1,8 +1,7 @@
 """``ERAdversarialTrainer``: PGD min-max training of the ER-Classifier as an ART ``Trainer``.
 
-Each batch: adversarial examples from ART's ``ProjectedGradientDescent`` (L-inf, one uniform
-random start, sign steps, projection to the eps-ball and the data range) against the current model
-in eval mode, then one step of Algorithm 1 on the clean and the adversarial batch (cross-entropy
+Each batch: adversarial examples from PGD (L-inf, one uniform random start, sign steps,
+projection to the eps-ball and the data range) against the current model in eval mode, then one step of Algorithm 1 on the clean and the adversarial batch (cross-entropy
 ``(1 - ratio) CE(clean) + ratio CE(adv)``, the discriminator and encoder-regularisation steps on
 both), as in the authors' code (NOTES.md).
 
@@ -12,12 +11,11 @@ both), as in the authors' code (NOTES.md).
     >>> trainer.fit(x_train, y_train, nb_epochs=10, batch_size=64)
     >>> robust = trainer.get_classifier()
 
-The attack is built once (ART's object, with its settings); each batch is attacked on the device
-by :func:`pgd_linf`, the arithmetic of ART's ``ProjectedGradientDescentPyTorch`` iteration without
-its host round trips, so no batch goes through NumPy and no step waits for the GPU. With
-``num_random_init > 1`` (or another norm, momentum, a targeted or non-PyTorch attack) ART's public
-``generate`` is used instead. Under ``amp`` the attack's forward and backward passes run in
-bfloat16 autocast like the training step.
+The attack is built once: er-art's one PGD (:class:`er_art.attacks.pgd.PGD`, the one evaluation
+and ``er-art embed`` use) with ``keep="last"``, the arithmetic of ART's
+``ProjectedGradientDescentPyTorch`` iteration (the last iterate) without its host round trips, so
+no batch goes through NumPy and no step waits for the GPU. Under ``amp`` the attack's forward and
+backward passes run in bfloat16 autocast like the training step.
 """
 
 from __future__ import annotations
@@ -28,14 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from art.attacks.evasion import ProjectedGradientDescent
-from art.attacks.evasion.projected_gradient_descent.projected_gradient_descent_pytorch import (
-    ProjectedGradientDescentPyTorch,
-)
 from art.defences.trainer import Trainer
 from art.estimators.classification import PyTorchClassifier
 
-from er_art.algorithm import StepResult, autocast
+from er_art.algorithm import StepResult
+from er_art.attacks.pgd import PGD
 from er_art.classifier import ERClassifier, generator_batches
 from er_art.datasets import DatasetSpec, get_dataset
 from er_art.devices import fits_on_device
@@ -50,10 +45,11 @@ def build_pgd(
     max_iter: int,
     num_random_init: int = 1,
     batch_size: int = 128,
-) -> ProjectedGradientDescent:
-    """ART's L-inf ``ProjectedGradientDescent`` (untargeted, silent) against ``classifier``."""
-    return ProjectedGradientDescent(
-        classifier,  # type: ignore[arg-type]
+) -> PGD:
+    """The training PGD against ``classifier``: er-art's L-inf :class:`~er_art.attacks.pgd.PGD`
+    (untargeted, silent) with ``keep="last"``, ART's ``ProjectedGradientDescent`` arithmetic."""
+    return PGD(
+        classifier,
         norm=np.inf,
         eps=eps,
         eps_step=eps_step,
@@ -61,7 +57,7 @@ def build_pgd(
         targeted=False,
         num_random_init=num_random_init,
         batch_size=batch_size,
-        verbose=False,
+        keep="last",
     )
 
 
@@ -78,128 +74,20 @@ def clean_predictions(classifier: PyTorchClassifier, x: torch.Tensor) -> torch.T
         model.train(was_training)
 
 
-def _bounds(clip_values: Any, like: torch.Tensor) -> tuple[Any, Any]:
-    """``clip_values`` as Python floats (scalars) or tensors on ``like``'s device (arrays)."""
-    if clip_values is None:
-        return None, None
-    low, high = clip_values
-    if np.ndim(low) == 0 and np.ndim(high) == 0:
-        return float(low), float(high)
-    return tuple(
-        torch.as_tensor(np.asarray(v), dtype=like.dtype, device=like.device) for v in (low, high)
-    )
-
-
-def _clip(x: torch.Tensor, low: Any, high: Any) -> torch.Tensor:
-    if low is None:
-        return x
-    if isinstance(low, float):
-        return x.clamp(min=low, max=high)
-    return torch.maximum(torch.minimum(x, high), low)
-
-
-def _input_gradient(estimator: PyTorchClassifier, labels: torch.Tensor) -> Any:
-    """``x -> grad_x loss(f(x), labels)`` as ART's ``loss_gradient`` computes it (eval mode,
-    preprocessing included), without reading the GPU back.
-
-    An ERClassifier takes the integer labels (ART's one-hot targets would cost its probability-
-    label test, ``torch.equal``, a read-back, at every step). For a stock ``PyTorchClassifier``
-    with PyTorch preprocessing the gradient is taken here with respect to the input only (ART's
-    also fills every weight gradient and runs the same test); with NumPy defences, ART's.
-    """
-    if isinstance(estimator, ERClassifier):
-        return lambda x: estimator.loss_gradient(x, labels)
-    if not estimator.all_framework_preprocessing:
-        one_hot = F.one_hot(labels, estimator.nb_classes).to(torch.float32)
-        return lambda x: estimator.loss_gradient(x, one_hot)
-
-    def gradient(x: torch.Tensor) -> torch.Tensor:
-        estimator.model.eval()  # ART's loss_gradient(training_mode=False)
-        x_grad = x.detach().clone().requires_grad_(True)
-        x_pre, _ = estimator._apply_preprocessing(x_grad, None, fit=False, no_grad=False)
-        loss = estimator._loss(estimator.model(x_pre), labels)
-        (grad,) = torch.autograd.grad(loss, x_grad)
-        return grad
-
-    return gradient
-
-
-def pgd_linf(
-    estimator: PyTorchClassifier,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
-    eps_step: float,
-    max_iter: int,
-    random_init: bool = True,
-    amp: bool = False,
-) -> torch.Tensor:
-    """L-inf PGD against ``estimator`` on device tensors, without a host round trip.
-
-    Each iteration is the arithmetic of ART's ``ProjectedGradientDescentPyTorch`` (1.20.1): the
-    loss gradient (``estimator.loss_gradient``, eval mode, preprocessing and defences included),
-    NaN entries set to 0, a step of ``eps_step * sign``, clipping to ``clip_values``, projection
-    onto the eps-ball ``sign(d) * min(|d|, eps)``. ART's iteration also reads the GPU back several
-    times per step (a NaN check, a masked assignment, bounds and a full-size eps array made from
-    NumPy); here nothing does. The one deliberate difference: the uniform random start in the
-    eps-ball is drawn with torch's RNG on the device (ART draws it with NumPy on the host).
-
-    :param x: clean inputs ``(B, *input_shape)`` on the estimator's device, in the data range.
-    :param y: ``(B,)`` integer labels the attack moves away from.
-    :param amp: run the forward and backward passes under bfloat16 autocast.
-    :return: adversarial examples, a detached tensor like ``x``.
-    """
-    gradient = _input_gradient(estimator, y.long())
-    x_init = x.detach()
-    low, high = _bounds(estimator.clip_values, x_init)
-    x_adv = x_init
-    if random_init:
-        noise = torch.empty_like(x_init).uniform_(-eps, eps)
-        x_adv = _clip(x_init + noise, low, high)
-    for _ in range(max_iter):
-        with autocast(x_init.device, amp):
-            grad = gradient(x_adv)
-        direction = torch.nan_to_num(grad.sign(), nan=0.0)  # ART sets NaN gradients to 0
-        x_adv = _clip(x_adv + eps_step * direction, low, high)
-        delta = x_adv - x_init
-        x_adv = delta.sign() * delta.abs().clamp(max=eps) + x_init
-    return x_adv.detach().to(x.dtype)
-
-
 def generate_on_device(
-    attack: ProjectedGradientDescent, x: torch.Tensor, y: torch.Tensor, amp: bool = False
+    attack: Any, x: torch.Tensor, y: torch.Tensor, amp: bool = False
 ) -> torch.Tensor:
     """Adversarial examples for the batch ``x`` (raw inputs on the classifier's device) and the
     labels ``y`` (``(B,)`` integers the attack moves away from), as a tensor on the same device.
 
-    An untargeted L-inf ``ProjectedGradientDescentPyTorch`` with at most one random start runs as
-    :func:`pgd_linf` with its settings; anything else through ART's ``generate`` (NumPy). The model
-    is attacked in eval mode (ART's ``loss_gradient`` default ``training_mode=False``).
+    er-art's :class:`~er_art.attacks.pgd.PGD` (:func:`build_pgd`) runs on the device
+    (:meth:`~er_art.attacks.pgd.PGD.generate_on_device`; ``amp``: bfloat16 autocast); any other
+    ART attack through its ``generate`` (NumPy). The model is attacked in eval mode.
     """
-    impl = getattr(attack, "_attack", attack)
-    plain_linf = (
-        isinstance(impl, ProjectedGradientDescentPyTorch)
-        and impl.norm in (np.inf, "inf")
-        and impl.num_random_init <= 1
-        and not impl.random_eps
-        and not impl.targeted
-        and impl.decay is None
-        and np.ndim(impl.eps) == 0
-        and np.ndim(impl.eps_step) == 0
-    )
-    if plain_linf:
-        return pgd_linf(
-            impl.estimator,
-            x,
-            y,
-            float(impl.eps),
-            float(impl.eps_step),
-            int(impl.max_iter),
-            random_init=impl.num_random_init > 0,
-            amp=amp,
-        )
-    estimator = attack.estimator
-    targets = F.one_hot(y.long(), estimator.nb_classes).to(torch.float32)  # (B, nb_classes)
+    if isinstance(attack, PGD):
+        attack.amp = bool(amp)
+        return attack.generate_on_device(x, y)
+    targets = F.one_hot(y.long(), attack.estimator.nb_classes).to(torch.float32)  # (B, K)
     adv = attack.generate(x.detach().cpu().numpy(), y=targets.cpu().numpy())
     return torch.from_numpy(adv).to(x.device, x.dtype)
 

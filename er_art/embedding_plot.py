@@ -57,7 +57,9 @@ def pgd_examples(
     seed: int = 0,
     batch_size: int = 128,
 ) -> np.ndarray:
-    """L∞ PGD examples of ``x`` by ART's ``ProjectedGradientDescent`` (1 random start, no restarts).
+    """L∞ PGD examples of ``x`` by er-art's PGD (:class:`er_art.attacks.pgd.PGD`, the one training
+    and evaluation use) with ``keep="last"``: ART's ``ProjectedGradientDescent`` arithmetic, one
+    random start, no restarts, the last iterate.
 
     As in the reference code, the attack's labels are the model's own clean predictions.
 
@@ -65,7 +67,8 @@ def pgd_examples(
     :param seed: seeds NumPy and torch for the random start (default 0).
     """
     import torch
-    from art.attacks.evasion import ProjectedGradientDescent
+
+    from er_art.attacks.pgd import PGD
 
     if eps < 0 or eps_step <= 0 or max_iter < 1:
         raise ValueError(
@@ -74,7 +77,7 @@ def pgd_examples(
         )
     np.random.seed(seed)
     torch.manual_seed(seed)
-    attack = ProjectedGradientDescent(
+    attack = PGD(
         classifier,
         norm=np.inf,
         eps=eps,
@@ -82,7 +85,7 @@ def pgd_examples(
         max_iter=max_iter,
         num_random_init=1,
         batch_size=batch_size,
-        verbose=False,
+        keep="last",
     )
     return attack.generate(x.astype(np.float32))
 

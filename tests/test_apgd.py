@@ -13,6 +13,7 @@ from art.attacks.evasion import AutoProjectedGradientDescent
 from er_art import model_access
 from er_art.attacks import get_attack
 from er_art.attacks.apgd import AutoPGD, build_apgd, checkpoints
+from er_art.attacks.engine import Batch
 from er_art.attacks.pgd import PGD
 from er_art.attacks.view import attack_view, encode_targets
 from er_art.evaluation.outcome import predict_labels
@@ -59,7 +60,7 @@ def scripted_run(monkeypatch, script, max_iter=25):
     # from x itself: a random start within 25 steps of the ball's edge (about 1 run in 5) would
     # make the projection bind, which the plain-Python rules below leave out
     monkeypatch.setattr(attack, "_random_start_on", lambda run: False)
-    x_adv, broken, _ = attack.attack_batch(torch.zeros(1, 1, 4, 4), rows, box=None)
+    x_adv, broken, _ = attack.attack_batch(Batch(torch.zeros(1, 1, 4, 4), rows))
     return x_adv, broken
 
 
@@ -194,7 +195,7 @@ def test_returns_an_adversarial_iterate_or_the_highest_loss_point(trained_digits
     with torch.no_grad():
         torch.manual_seed(0)
         box = (torch.zeros(1, 8, 8), torch.ones(1, 8, 8))
-        x_adv, broken, _ = attack.attack_batch(x0, rows, box)
+        x_adv, broken, _ = attack.attack_batch(Batch(x0, rows, box))
     assert 0 < int(broken.sum()) < len(y)
     assert np.array_equal(~robust(trained_digits, x_adv.numpy(), y), broken.numpy())
 
@@ -352,11 +353,11 @@ def test_on_cuda_without_a_host_sync_per_iteration(digits):
     x0 = torch.from_numpy(digits[2][:64]).cuda()
     rows = torch.from_numpy(np.eye(10, dtype=np.float32)[digits[3][:64]]).cuda()
     box = (torch.zeros(1, 8, 8, device="cuda"), torch.ones(1, 8, 8, device="cuda"))
-    attack.attack_batch(x0, rows, box)  # warm-up
+    attack.attack_batch(Batch(x0, rows, box))  # warm-up
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        x_adv, broken, _ = attack.attack_batch(x0, rows, box)
+        x_adv, broken, _ = attack.attack_batch(Batch(x0, rows, box))
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert x_adv.is_cuda and broken.is_cuda
@@ -381,7 +382,7 @@ def test_pgd_follows_arts_arithmetic_from_x(trained_digits, sample):
     rows = torch.from_numpy(np.eye(10, dtype=np.float32)[y])
     box = model_access.input_box(view, x.shape[1:])
     with torch.no_grad():
-        _, broken, _ = attack.attack_batch(torch.from_numpy(x), rows, box)  # from x
+        _, broken, _ = attack.attack_batch(Batch(torch.from_numpy(x), rows, box))  # from x
     never = ~broken.numpy()
     assert never.sum() >= len(y) // 2  # enough examples to compare
     ours = attack.generate(x, y)

@@ -54,3 +54,61 @@ def test_attack_gives_its_reference_numbers(reference, name):
     x_adv, broken = SCRIPT.run_case(name, clf, ref["x"], ref["y"])
     np.testing.assert_array_equal(broken, ref[f"broken/{name}"])
     np.testing.assert_allclose(x_adv, ref[f"x_adv/{name}"], rtol=0, atol=1e-5)
+
+
+def test_training_pgd_without_a_random_start_is_arts_pgd(reference):
+    """keep="last" (training, embed) is ART's ProjectedGradientDescent iteration, to the bit."""
+    from art.attacks.evasion import ProjectedGradientDescent
+
+    from er_art.attacks.pgd import PGD
+
+    ref, clf = reference
+    x, y = ref["x"], ref["y"]
+    kwargs = {"eps": 0.1, "eps_step": 0.02, "max_iter": 5, "num_random_init": 0, "batch_size": 25}
+    ours = PGD(clf, keep="last", **kwargs).generate(x, y)
+    arts = ProjectedGradientDescent(clf, verbose=False, **kwargs).generate(x, np.eye(10)[y])
+    np.testing.assert_array_equal(ours, arts)
+    on_device = PGD(clf, keep="last", **kwargs).generate_on_device(
+        torch.from_numpy(x), torch.from_numpy(y)
+    )
+    np.testing.assert_array_equal(on_device.numpy(), arts)
+
+
+def test_the_engine_checks_inputs_and_labels_for_every_attack(reference):
+    from er_art.attacks.cw_fast import CarliniL2Fast
+    from er_art.attacks.fab import FABAttack
+    from er_art.attacks.pgd import PGD
+    from er_art.attacks.square import SquareAttackTorch
+
+    ref, clf = reference
+    x, y = ref["x"][:4], ref["y"][:4]
+    for attack in (PGD(clf), FABAttack(clf), SquareAttackTorch(clf), CarliniL2Fast(clf)):
+        with pytest.raises(ValueError, match="float array"):
+            attack.generate(x.astype(np.int64), y)
+        with pytest.raises(ValueError, match="4 examples but y has 3"):
+            attack.generate(x, y[:3])
+        with pytest.raises(ValueError, match=r"labels must lie in \[0, 9\]"):
+            attack.generate(x, np.full(4, 10))
+        with pytest.raises(ValueError, match=r"\(N,\) or \(N, 10\)"):
+            attack.generate(x, np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="target labels"):
+        PGD(clf, targeted=True).generate(x)
+    with pytest.raises(ValueError, match="keep must be one of every, last"):
+        PGD(clf, keep="first")
+    with pytest.raises(ValueError, match="keep='last'"):
+        PGD(clf, keep="last", norm=2)
+
+
+def test_the_model_is_attacked_in_eval_mode_and_its_modes_restored(reference):
+    from er_art.attacks.apgd import AutoPGD
+
+    ref, clf = reference
+    clf.model.train()
+    seen = []
+    handle = clf.model[0].register_forward_hook(lambda m, i, o: seen.append(m.training))
+    try:
+        AutoPGD(clf, eps=0.1, max_iter=2).generate(ref["x"][:4], ref["y"][:4])
+    finally:
+        handle.remove()
+    assert seen and not any(seen) and clf.model.training
+    clf.model.eval()

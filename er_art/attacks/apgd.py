@@ -58,7 +58,7 @@ import torch
 from er_art import arg_checks, model_access
 from er_art.arg_checks import is_number
 from er_art.attacks import check_implementation
-from er_art.attacks.engine import AttackEngine, Box, into_box
+from er_art.attacks.engine import AttackEngine, Batch, Box, Found, into_box
 from er_art.attacks.view import (
     LOSSES,
     attack_view,
@@ -250,17 +250,11 @@ class AutoPGD(AttackEngine):
         return self._project(x0 + t, x0, box)
 
     # ------------------------------------------------------------------ the attack
-    def attack_batch(
-        self,
-        x0: torch.Tensor,
-        rows: torch.Tensor,
-        box: Box | None = None,
-        run: int = 0,
-        aux: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, None]:
+    def attack_batch(self, batch: Batch) -> Found:
         """One APGD run from a random start on a batch of device tensors (see
         :meth:`AttackEngine.attack_batch`): ``(x_adv, broken, None)``, the last adversarial
         iterate where one was found, else the highest-objective point."""
+        x0, rows, box, run = batch.x0, batch.rows, batch.box, batch.run
         n = len(x0)
         shape = (-1, *[1] * (x0.dim() - 1))
         labels, target = self._decode(rows)

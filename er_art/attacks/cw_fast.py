@@ -63,7 +63,7 @@ from typing import Any
 import torch
 
 from er_art import arg_checks, model_access
-from er_art.attacks.engine import AttackEngine, Box
+from er_art.attacks.engine import AttackEngine, Batch, Box, Found
 
 logger = logging.getLogger(__name__)
 
@@ -190,17 +190,11 @@ class CarliniL2Fast(AttackEngine):
         return model_access.grad_of_mean_logits(self.estimator, x, hinge)
 
     # ------------------------------------------------------------------ the attack
-    def attack_batch(
-        self,
-        x0: torch.Tensor,
-        rows: torch.Tensor,
-        box: Box | None = None,
-        run: int = 0,
-        aux: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, None]:
+    def attack_batch(self, batch: Batch) -> Found:
         """C&W on one batch: ``(the smallest-L2 successful point per example (x0 where none),
         found, None)``; ``rows`` hold the true classes, or the targets (``targeted``)."""
-        label = rows.argmax(1)
+        x0, box = batch.x0, batch.box
+        label = batch.rows.argmax(1)
         n, device = len(x0), x0.device
         best = x0.clone()
         best_l2 = torch.full((n,), math.inf, device=device)

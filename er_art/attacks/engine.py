@@ -26,9 +26,9 @@ attack view average over the estimator's ``eot_samples`` passes. An attack imple
 
     >>> class Noise(AttackEngine):
     ...     param_checks = {"eps": arg_checks.real(0.0)}
-    ...     def attack_batch(self, x0, rows, box, run=0, aux=None):
-    ...         x = into_box(x0 + self.eps * torch.randn_like(x0).sign(), box)
-    ...         return x, self._scores(x).argmax(1) != rows.argmax(1), None
+    ...     def attack_batch(self, b: Batch) -> Found:
+    ...         x = into_box(b.x0 + self.eps * torch.randn_like(b.x0).sign(), b.box)
+    ...         return x, self._scores(x).argmax(1) != b.rows.argmax(1), None
 """
 
 from __future__ import annotations
@@ -58,6 +58,21 @@ def into_box(x: torch.Tensor, box: Box | None) -> torch.Tensor:
     return x if box is None else torch.maximum(torch.minimum(x, box[1]), box[0])
 
 
+@dataclass(frozen=True)
+class Batch:
+    """What one run of a search gets: device tensors of the examples it attacks."""
+
+    x0: torch.Tensor  # (B, ...) clean inputs, float32 on the estimator's device
+    rows: torch.Tensor  # (B, K) float32 label rows (the attack's _decode reads them)
+    box: Box | None = None  # the clip_values as (lo, hi) of one sample's shape, or None
+    run: int = 0  # which run of _runs() this is (0: the first)
+    aux: torch.Tensor | None = None  # these examples' rows of Start.aux
+
+
+# what a run finds: (x_adv (B, ...), broken (B,) bool, score (B,) or None)
+Found = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+
+
 @dataclass
 class Start:
     """Where a batch starts, before any run of the search."""
@@ -84,22 +99,8 @@ class AttackEngine(EvasionAttack):
         arg_checks.check_params(self, self.param_checks)
 
     # ------------------------------------------------------------------ what an attack implements
-    def attack_batch(
-        self,
-        x0: torch.Tensor,
-        rows: torch.Tensor,
-        box: Box | None = None,
-        run: int = 0,
-        aux: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """One run of the search on device tensors: ``(x_adv, broken (B,), score (B,) or None)``.
-
-        :param x0: clean inputs (B, ...) float32 on the estimator's device.
-        :param rows: label rows (B, K) float32 (:meth:`_decode` reads them).
-        :param box: the ``clip_values`` as ``(lo, hi)`` of one sample's shape, or ``None``.
-        :param run: which run of :meth:`_runs` this is (0: the first).
-        :param aux: the rows of :class:`Start`'s ``aux`` for these examples.
-        """
+    def attack_batch(self, batch: Batch) -> Found:
+        """One run of the search on ``batch``: ``(x_adv, broken (B,), score (B,) or None)``."""
         raise NotImplementedError
 
     def _runs(self) -> int:
@@ -220,7 +221,7 @@ class AttackEngine(EvasionAttack):
             if not len(todo):
                 break
             aux = None if start.aux is None else start.aux[todo]
-            adv, ok, new = self.attack_batch(x0[todo], rows[todo], box, run, aux)
+            adv, ok, new = self.attack_batch(Batch(x0[todo], rows[todo], box, run, aux))
             take = self._replaces(run, ok, new, None if score is None else score[todo])
             best[todo[take]] = adv[take]
             if score is not None and new is not None:

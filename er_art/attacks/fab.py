@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 from er_art import arg_checks, model_access
-from er_art.attacks.engine import AttackEngine, Box, Start, into_box
+from er_art.attacks.engine import AttackEngine, Batch, Box, Found, Start, into_box
 
 
 def lp_norm(v: torch.Tensor, p: float) -> torch.Tensor:
@@ -298,18 +298,12 @@ class FABAttack(AttackEngine):
         ranked = logits0.scatter(1, y[:, None], -math.inf).argsort(dim=1, descending=True)
         return Start(x0.clone(), robust, aux=ranked[:, : self._n_targets()])
 
-    def attack_batch(
-        self,
-        x0: torch.Tensor,
-        rows: torch.Tensor,
-        box: Box | None = None,
-        run: int = 0,
-        aux: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, None]:
+    def attack_batch(self, batch: Batch) -> Found:
         """Run ``run`` (target ``run // nb_random_init``, restart ``run % nb_random_init``, the
         first from ``x0``): ``(the smallest adversarial point found, broken, None)``; broken is
         AutoAttack's acceptance: misclassified, within ``eps`` (and, here, inside the box)."""
-        y = rows.argmax(1)
+        x0, box, run, aux = batch.x0, batch.box, batch.run, batch.aux
+        y = batch.rows.argmax(1)
         target = None
         if self.targeted:
             assert aux is not None

@@ -44,7 +44,7 @@ from er_art import arg_checks, model_access
 from er_art.algorithm import autocast
 from er_art.arg_checks import is_number, norm_key
 from er_art.attacks.apgd import AutoPGD
-from er_art.attacks.engine import Box, into_box
+from er_art.attacks.engine import Batch, Box, Found, into_box
 
 KEEP = ("every", "last")  # every adversarial iterate counts (evaluation) / the last iterate (ART)
 
@@ -125,16 +125,10 @@ class PGD(AutoPGD):
     def _random_start_on(self, run: int) -> bool:
         return int(self.num_random_init) > 0
 
-    def attack_batch(
-        self,
-        x0: torch.Tensor,
-        rows: torch.Tensor,
-        box: Box | None = None,
-        run: int = 0,
-        aux: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, None]:
+    def attack_batch(self, batch: Batch) -> Found:
         """One PGD run on a batch of device tensors: ``(x_adv, broken, None)``; ``keep="every"``:
         the last adversarial iterate where one was found, else the last iterate."""
+        x0, rows, box, run = batch.x0, batch.rows, batch.box, batch.run
         labels, target = self._decode(rows)
         if self.keep == "last":
             x_k = self._last_iterate(x0, labels, box, self._random_start_on(run))

@@ -63,7 +63,7 @@ import numpy as np
 import torch
 
 from er_art import arg_checks
-from er_art.attacks.engine import AttackEngine, Box, Start
+from er_art.attacks.engine import AttackEngine, Batch, Found, Start
 
 # The reference's p schedule: on a 10000-iteration scale, p_init is divided by 2 ** k after the
 # k-th of these iterations.
@@ -218,18 +218,12 @@ class SquareAttackTorch(AttackEngine):
         """A run's point replaces the batch's where its margin is lower."""
         return score < old
 
-    def attack_batch(
-        self,
-        x0: torch.Tensor,
-        rows: torch.Tensor,
-        box: Box | None = None,
-        run: int = 0,
-        aux: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def attack_batch(self, batch: Batch) -> Found:
         """One run of the search on ``x0`` (n, C, H, W): ``(best point, broken, its margin)``."""
+        x0, box = batch.x0, batch.box
         eps = float(self.eps)
         lo, hi = x0 - eps, x0 + eps
         if box is not None:
             lo, hi = torch.maximum(lo, box[0]), torch.minimum(hi, box[1])
-        x_run, margin = self._single_run(x0, rows.argmax(1), lo, hi)
+        x_run, margin = self._single_run(x0, batch.rows.argmax(1), lo, hi)
         return x_run, margin < 0, margin
