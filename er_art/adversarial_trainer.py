@@ -1,7 +1,8 @@
 """``ERAdversarialTrainer``: PGD min-max training of the ER-Classifier as an ART ``Trainer``.
 
 Each batch: adversarial examples from PGD (L-inf, one uniform random start, sign steps,
-projection to the eps-ball and the data range) against the current model in eval mode, then one step of Algorithm 1 on the clean and the adversarial batch (cross-entropy
+projection to the eps-ball and the data range) against the current model in eval mode, then one
+step of Algorithm 1 on the clean and the adversarial batch (cross-entropy
 ``(1 - ratio) CE(clean) + ratio CE(adv)``, the discriminator and encoder-regularisation steps on
 both), as in the authors' code (NOTES.md).
 
