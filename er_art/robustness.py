@@ -419,7 +419,7 @@ def evaluate(
         raise ValueError(
             f"x and y must hold the same number (> 0) of examples, got {len(x)} and {len(y)}."
         )
-    eps_values = [float(e) for e in (eps if isinstance(eps, Sequence) else [eps])]
+    eps_values = [float(e) for e in np.atleast_1d(np.asarray(eps, dtype=np.float64)).ravel()]
     classifier = as_classifier(
         model,
         x,
