@@ -337,7 +337,7 @@ def test_two_processes_evaluate_a_model_as_one_and_resume(digits_run, tmp_path):
     of one process; --resume of the finished store computes nothing new and agrees."""
     weights = digits_run / "weights.pt"
     args = ["evaluate", "--model", f"{FACTORY}:er_digits", "--weights", str(weights)]
-    args += ["--dataset", "digits", "-n", "30", "--eps", "0.3", "--suite", "standard"]
+    args += ["--dataset", "digits", "-n", "30", "--eps", "0.05", "--suite", "standard"]
     args += ["--device", "cpu", "--threads", "1", "--batch-size", "8", "--no-checks"]
     one = runner.invoke(app, [*args, "--out", "one"])
     assert one.exit_code == 0, one.output
