@@ -133,6 +133,8 @@ def test_a_pickled_classifier_loads_and_a_foreign_pickle_never_runs(tmp_path):
     with pytest.raises(ModelError, match=r"evil.pkl is a pickle of (posix|os)\.mkdir, not of an"):
         load_model(tmp_path / "evil.pkl")
     assert not marker.exists()
+    refused = runner.invoke(app, ["evaluate", "--model", "evil.pkl", "--dataset", "digits"])
+    assert "is a pickle of" in _one_sentence(refused) and not marker.exists()
 
 
 # ---------------------------------------------------------------------------- the CLI's errors
@@ -195,6 +197,12 @@ def test_a_torchscript_file_and_resume_refusing_another_model(cifar_npz, tmp_pat
         app, ["attack", "--model", "net.pt", "-m", "fgsm", *args[:4], "--device", "cpu"]
     )
     assert attacked.exit_code == 0 and "er-art evaluate --model" in attacked.output
+    x = np.load(cifar_npz)["x"]
+    torch.save(wrap_model(tiny_cifar(), x=x, device_type="cpu"), tmp_path / "clf.pt")
+    saved = runner.invoke(app, ["evaluate", "--model", "clf.pt", *args, "--out", "pickled"])
+    assert saved.exit_code == 0, saved.output
+    pickled = json.loads((tmp_path / "pickled" / "results.json").read_text())
+    assert _numbers(pickled) == _numbers(records)  # the same network, saved another way
     changed = torch.jit.trace(nn.Sequential(tiny_cifar(), nn.Tanh()), torch.rand(1, 3, 32, 32))
     torch.jit.save(changed, tmp_path / "net.pt")
     other = runner.invoke(app, ["evaluate", "--model", "net.pt", *args, "--out", "ts", "--resume"])
@@ -327,6 +335,11 @@ def test_one_model_as_a_run_through_model_and_through_the_api_gives_identical_nu
             unit = units_run.get(f"{o.method}@{eps:.10g}.json")
             if unit is not None:
                 assert o.robust.astype(int).tolist() == unit["robust"], (o.method, eps)
+    by_path = er_art.evaluate(
+        str(run), x, y, eps=[0.1, 0.2], attacks=["apgd-ce", "square", "fgsm"], max_iter=4,
+        restarts=2, square_queries=20, batch_size=16, device_type="cpu",
+    )  # fmt: skip
+    assert _numbers(by_path.records()) == _numbers(api)
 
 
 @same_seeds_in_subprocesses
