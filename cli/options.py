@@ -115,8 +115,8 @@ Weights = Annotated[
     Path | None,
     typer.Option(
         "--weights",
-        help="With --model PKG.MODULE:FACTORY: a state dict (torch.save(model.state_dict(), "
-        "FILE)), read with weights_only=True.",
+        help="The state dict of a --model factory, saved with torch.save(model.state_dict(), "
+        "FILE); read with weights_only=True.",
     ),
 ]
 Logits = Annotated[
