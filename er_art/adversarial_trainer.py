@@ -27,6 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from art.attacks.evasion.projected_gradient_descent.projected_gradient_descent_pytorch import (
+    ProjectedGradientDescentPyTorch,
+)
 from art.defences.trainer import Trainer
 from art.estimators.classification import PyTorchClassifier
 
@@ -82,15 +85,45 @@ def generate_on_device(
     labels ``y`` (``(B,)`` integers the attack moves away from), as a tensor on the same device.
 
     er-art's :class:`~er_art.attacks.pgd.PGD` (:func:`build_pgd`) runs on the device
-    (:meth:`~er_art.attacks.pgd.PGD.generate_on_device`; ``amp``: bfloat16 autocast); any other
-    ART attack through its ``generate`` (NumPy). The model is attacked in eval mode.
+    (:meth:`~er_art.attacks.pgd.PGD.generate_on_device`; ``amp``: bfloat16 autocast), and so does
+    ART's untargeted L-inf ``ProjectedGradientDescent`` with at most one random start (the
+    ``madry`` trainer's, from ART's ``AdversarialTrainerMadryPGD``), as the PGD of
+    :func:`build_pgd` with its settings; any other ART attack through its ``generate`` (NumPy).
+    The model is attacked in eval mode.
     """
-    if isinstance(attack, PGD):
-        attack.amp = bool(amp)
-        return attack.generate_on_device(x, y)
+    pgd = attack if isinstance(attack, PGD) else _as_pgd(attack)
+    if pgd is not None:
+        pgd.amp = bool(amp)
+        return pgd.generate_on_device(x, y)
     targets = F.one_hot(y.long(), attack.estimator.nb_classes).to(torch.float32)  # (B, K)
     adv = attack.generate(x.detach().cpu().numpy(), y=targets.cpu().numpy())
     return torch.from_numpy(adv).to(x.device, x.dtype)
+
+
+def _as_pgd(attack: Any) -> PGD | None:
+    """The PGD of :func:`build_pgd` with the settings of ART's plain L-inf PyTorch PGD ``attack``
+    (untargeted, at most one random start, no momentum, scalar eps), else ``None``."""
+    impl = getattr(attack, "_attack", attack)
+    plain_linf = (
+        isinstance(impl, ProjectedGradientDescentPyTorch)
+        and impl.norm in (np.inf, "inf")
+        and impl.num_random_init <= 1
+        and not impl.random_eps
+        and not impl.targeted
+        and impl.decay is None
+        and np.ndim(impl.eps) == 0
+        and np.ndim(impl.eps_step) == 0
+    )
+    if not plain_linf:
+        return None
+    return build_pgd(
+        impl.estimator,
+        float(impl.eps),
+        float(impl.eps_step),
+        int(impl.max_iter),
+        int(impl.num_random_init),
+        int(impl.batch_size),
+    )
 
 
 def attack_defaults(

@@ -48,12 +48,15 @@ def eval_mode(module: torch.nn.Module) -> Iterator[None]:
 
 
 def input_box(
-    classifier: Any, sample_shape: tuple[int, ...]
-) -> tuple[torch.Tensor, torch.Tensor] | None:
+    classifier: Any, sample_shape: tuple[int, ...], scalars: bool = False
+) -> tuple[torch.Tensor, torch.Tensor] | tuple[float, float] | None:
     """The classifier's ``clip_values`` as float32 ``(lo, hi)`` tensors of one sample's shape on
-    its device; ``None`` without clip values."""
+    its device; ``None`` without clip values. ``scalars``: scalar clip values as Python floats
+    (no host-to-device copy, which waits for the device: the training PGD's path)."""
     if classifier.clip_values is None:
         return None
+    if scalars and all(np.ndim(v) == 0 for v in classifier.clip_values):
+        return float(classifier.clip_values[0]), float(classifier.clip_values[1])
     lo = np.broadcast_to(np.asarray(classifier.clip_values[0], np.float32), sample_shape)
     hi = np.broadcast_to(np.asarray(classifier.clip_values[1], np.float32), sample_shape)
     return (

@@ -112,3 +112,28 @@ def test_the_model_is_attacked_in_eval_mode_and_its_modes_restored(reference):
         handle.remove()
     assert seen and not any(seen) and clf.model.training
     clf.model.eval()
+
+
+def test_arts_plain_pgd_runs_as_the_training_pgd_on_the_device(reference, monkeypatch):
+    """The madry trainer hands ART's PGD (from AdversarialTrainerMadryPGD): it runs as build_pgd's
+    PGD with its settings, the same numbers, nothing read back to the host."""
+    from art.attacks.evasion import ProjectedGradientDescent
+
+    from er_art.adversarial_trainer import build_pgd, generate_on_device
+
+    ref, clf = reference
+    x, y = torch.from_numpy(ref["x"]), torch.from_numpy(ref["y"])
+    settings = {"eps": 0.1, "eps_step": 0.025, "max_iter": 5, "num_random_init": 1}
+    torch.random.default_generator.manual_seed(3)
+    ours = generate_on_device(build_pgd(clf, **settings), x, y)
+    art_pgd = ProjectedGradientDescent(clf, verbose=False, **settings)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the attack read a tensor back to the host")
+
+    torch.random.default_generator.manual_seed(3)
+    with monkeypatch.context() as patch:
+        for name in ("numpy", "item", "tolist", "__bool__", "cpu"):
+            patch.setattr(torch.Tensor, name, refuse)
+        theirs = generate_on_device(art_pgd, x, y)
+    assert torch.equal(ours, theirs)

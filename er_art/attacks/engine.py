@@ -53,9 +53,15 @@ logger = logging.getLogger(__name__)
 Box = tuple[torch.Tensor, torch.Tensor]  # (lo, hi) of one sample's shape
 
 
-def into_box(x: torch.Tensor, box: Box | None) -> torch.Tensor:
-    """``x`` clamped into ``box = (lo, hi)`` (one sample's shape); unchanged without a box."""
-    return x if box is None else torch.maximum(torch.minimum(x, box[1]), box[0])
+def into_box(x: torch.Tensor, box: Box | tuple[float, float] | None) -> torch.Tensor:
+    """``x`` clamped into ``box = (lo, hi)`` (one sample's shape, or two floats); unchanged
+    without a box."""
+    if box is None:
+        return x
+    lo, hi = box
+    if isinstance(lo, float):
+        return x.clamp(min=lo, max=hi)
+    return torch.maximum(torch.minimum(x, hi), lo)
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,11 @@ class PGD(AutoPGD):
 
     # ------------------------------------------------------------------ keep="last": ART's PGD
     def _last_iterate(
-        self, x0: torch.Tensor, labels: torch.Tensor, box: Box | None, random_start: bool
+        self,
+        x0: torch.Tensor,
+        labels: torch.Tensor,
+        box: Box | tuple[float, float] | None,
+        random_start: bool,
     ) -> torch.Tensor:
         """ART's ``ProjectedGradientDescentPyTorch`` iteration (1.20.1) without its host round
         trips: the loss gradient, NaN entries set to 0, a step of ``eps_step * sign``, into the
@@ -201,10 +205,12 @@ class PGD(AutoPGD):
         labels ``y`` (B,), as a tensor on the same device; the model in eval mode. With one run
         (``num_random_init <= 1``) nothing is read back to the host."""
         self._check_params()
-        box = model_access.input_box(self.estimator, tuple(x.shape[1:]))
+        shape = tuple(x.shape[1:])
         with model_access.eval_mode(self.estimator.model):
             if self._runs() == 1 and self.keep == "last":
+                box = model_access.input_box(self.estimator, shape, scalars=True)
                 return self._last_iterate(x, y.long(), box, self._random_start_on(0))
             rows = F.one_hot(y.long(), self.estimator.nb_classes).to(torch.float32)
+            box = model_access.input_box(self.estimator, shape)
             adv, _ = self.attack_rows(x.detach().to(torch.float32), rows, box)
         return adv.to(x.dtype)
