@@ -83,6 +83,7 @@ def pgd_from_x(clf, x, y, eps, step, iters):
     broke (er-art's ``broken``), and whether the two agree on the examples no iterate broke."""
     from art.attacks.evasion import ProjectedGradientDescent
 
+    from er_art.attacks.engine import Batch
     from er_art.attacks.pgd import PGD
     from er_art.attacks.view import attack_view
 
@@ -90,7 +91,7 @@ def pgd_from_x(clf, x, y, eps, step, iters):
     attack = PGD(view, eps=eps, eps_step=step, max_iter=iters)
     rows = torch.from_numpy(np.eye(clf.nb_classes, dtype=np.float32)[y])
     with torch.no_grad():
-        _, broken = attack.attack_batch(torch.from_numpy(x), rows, None, random_start=False)
+        _, broken, _ = attack.attack_batch(Batch(torch.from_numpy(x), rows))  # from x
     broken = broken.numpy()
     ours = attack.generate(x, y)
     art = ProjectedGradientDescent(
