@@ -8,8 +8,8 @@ model (eval mode while attacked), then one cross-entropy optimizer step on the a
 (``classifier.fit(x_adv, y, nb_epochs=1)``). The run loop of ``er-art train`` drives batches itself
 (for checkpoints and exact resumption), so this plugin builds ART's ``AdversarialTrainerMadryPGD``,
 takes its attack object and does exactly that per batch: the same attack (its settings run on
-device tensors by ``er_art.adversarial_trainer.pgd_linf``, the arithmetic of ART's PyTorch PGD
-iteration; the random start drawn with torch's RNG), ratio 1.0, the same optimizer step. The
+device tensors by ``er_art.attacks.pgd.PGD`` with ``keep="last"``, the arithmetic of ART's PyTorch
+PGD iteration; the random start drawn with torch's RNG), ratio 1.0, the same optimizer step. The
 training accuracy it reports is on the adversarial batch. ``make_art_trainer`` returns ART's own
 ``AdversarialTrainerMadryPGD`` for library use.
 """
