@@ -13,7 +13,7 @@ training. Each case seeds torch's global generator (``torch.random.default_gener
 conftest.py's seed-shift probe does not shift) and runs one attack through its plugin (``pgd``,
 ``apgd-ce``, ``apgd-dlr``, ``apgd-t``, ``fab-t``, ``square``, ``cw-fast``) or its class, on a
 stock ART ``PyTorchClassifier``, one intra-op thread. ``pgd-train`` is the training PGD
-(``er_art.adversarial_trainer.pgd_linf`` at 08c5cef: the last iterate, ART's arithmetic).
+(``er_art.training.adversarial.pgd_linf`` at 08c5cef: the last iterate, ART's arithmetic).
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def _class(path: str, y_none: bool = False, **kwargs: Any) -> Callable[..., np.n
 
 def _pgd_train(clf: Any, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The training PGD: the last iterate of one random start, ART's arithmetic, device tensors."""
-    from er_art.adversarial_trainer import build_pgd, generate_on_device
+    from er_art.training.adversarial import build_pgd, generate_on_device
 
     pgd = build_pgd(clf, eps=0.1, eps_step=0.02, max_iter=7, num_random_init=1)
     return generate_on_device(pgd, torch.from_numpy(x), torch.from_numpy(y)).numpy()

@@ -35,7 +35,7 @@ import torch
 
 import er_art
 from er_art.datasets import get_dataset
-from er_art.training import TrainingCallbacks, TrainingConfig, train
+from er_art.training.run import TrainingCallbacks, TrainingConfig, train
 
 EPOCH_GOAL_S = 10.0
 SWEEP_GOAL_S = 30.0

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 import er_art
-from er_art.trainers import AttackSettings, get_trainer
+from er_art.training.trainers import AttackSettings, get_trainer
 
 
 def sync(device: torch.device) -> None:

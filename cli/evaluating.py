@@ -118,7 +118,7 @@ def records_of(
     """The JSON records of ``outcomes`` on ``target``, computed by ``world_size`` processes, each
     with the versions of er-art, torch, ART, NumPy and Python that computed it."""
     from er_art.evaluation.outcome import summarise
-    from er_art.training import package_versions
+    from er_art.training.run import package_versions
 
     versions = package_versions()
     return [
@@ -210,7 +210,7 @@ def evaluate_targets(
     """
     from er_art.distributed import World
     from er_art.robustness import run_suite
-    from er_art.training import package_versions
+    from er_art.training.run import package_versions
 
     world = world or World()
     versions = package_versions()

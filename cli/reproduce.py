@@ -169,7 +169,7 @@ def reproduce(
     with user_errors():
         check_output_dir(out)  # before any training: refuse an --out that cannot be written
         from er_art.reproduce import reproduce as run
-        from er_art.training import TrainingInterrupted
+        from er_art.training.run import TrainingInterrupted
 
         names = None
         if methods is not None:

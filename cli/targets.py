@@ -19,7 +19,7 @@ class Target:
     y: Any
     dataset: Any  # DatasetSpec (for --data: one made from the file, eps None)
     train_eps: float | None
-    # --model: what identifies the model in a store's manifest (er_art.wrapped_model.LoadedModel's
+    # --model: what identifies the model in a store's manifest (er_art.models.wrapped.LoadedModel's
     # identity and the preprocessing); None for an er-art run (its checkpoint's bytes do)
     identity: dict[str, Any] | None = None
 
@@ -173,16 +173,16 @@ def load_model_target(
     device: str,
     defences: list[str] | None,
 ) -> Target:
-    """``--model`` (:func:`er_art.wrapped_model.load_model`) on the test split of ``dataset``
+    """``--model`` (:func:`er_art.models.wrapped.load_model`) on the test split of ``dataset``
     or the arrays of ``data``, checked on one example (shape, logits, classes) and wrapped with
-    the input range and the normalisation inside (:func:`er_art.wrapped_model.wrap_model`)."""
+    the input range and the normalisation inside (:func:`er_art.models.wrapped.wrap_model`)."""
     import dataclasses
 
     import numpy as np
 
     from er_art.datasets import DatasetSpec, get_dataset
     from er_art.defences import apply_defences
-    from er_art.wrapped_model import (
+    from er_art.models.wrapped import (
         ModelError,
         check_forward,
         check_input_range,

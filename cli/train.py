@@ -314,7 +314,7 @@ def train(
             saved_device(out) if resume and out is not None and device == "auto" else device
         )
     with reported_errors(world):
-        from er_art import training
+        from er_art.training import run as training
 
         progress = _Progress(world.size)
         run_dir: Path | None = None  # the run being trained, once known

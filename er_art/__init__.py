@@ -22,24 +22,24 @@ except metadata.PackageNotFoundError:  # running from a source tree that is not 
     __version__ = "0.0.0+unknown"
 
 _LAZY = {
-    "ERClassifier": "er_art.classifier",
-    "ERModel": "er_art.model",
-    "Discriminator": "er_art.model",
-    "Prior": "er_art.priors",
-    "build_prior": "er_art.priors",
-    "Architecture": "er_art.architectures",
-    "get_architecture": "er_art.architectures",
-    "build_classifier": "er_art.build",
+    "ERClassifier": "er_art.models.er_classifier",
+    "ERModel": "er_art.models.er_model",
+    "Discriminator": "er_art.models.er_model",
+    "Prior": "er_art.models.priors",
+    "build_prior": "er_art.models.priors",
+    "Architecture": "er_art.models.architectures",
+    "get_architecture": "er_art.models.architectures",
+    "build_classifier": "er_art.models.build",
     "save_classifier": "er_art.checkpoint",
     "load_classifier": "er_art.checkpoint",
     "CheckpointError": "er_art.checkpoint",
-    "ERAdversarialTrainer": "er_art.adversarial_trainer",
+    "ERAdversarialTrainer": "er_art.training.adversarial",
     "list_plugins": "er_art.registry",
     "get_plugin": "er_art.registry",
     "evaluate": "er_art.robustness",
     "RobustnessReport": "er_art.robustness",
-    "wrap_model": "er_art.wrapped_model",
-    "load_model": "er_art.wrapped_model",
+    "wrap_model": "er_art.models.wrapped",
+    "load_model": "er_art.models.wrapped",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from art.estimators.classification import PyTorchClassifier
 
-from er_art.classifier import ERClassifier
 from er_art.devices import cpu_copy, to_cpu
+from er_art.models.er_classifier import ERClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -215,8 +215,8 @@ def classifier_from_state(
     :param options: architecture options that replace the saved ones (see
         :func:`load_classifier`).
     """
-    from er_art.architectures import get_architecture
-    from er_art.build import build_classifier
+    from er_art.models.architectures import get_architecture
+    from er_art.models.build import build_classifier
 
     config = dict(state["config"])
     saved = {k: v for k, v in config.get("arch_options", {}).items() if k != "init_weights"}

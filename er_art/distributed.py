@@ -250,7 +250,7 @@ class ProcessGroupWorld(World):
 
     def seed_ranks(self, seed: int) -> None:
         if self.rank:
-            from er_art.rng_state import seed_everything
+            from er_art.training.rng_state import seed_everything
 
             entropy = [int(seed) & 0xFFFFFFFF, self.rank]
             seed_everything(int(np.random.SeedSequence(entropy).generate_state(1)[0]))

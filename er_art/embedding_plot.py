@@ -177,7 +177,8 @@ def embedding_figure(
 ) -> EmbeddingPlot:
     """Draw the t-SNE map of ``classifier``'s embedding of ``x`` (and ``x_adv``) to PNG ``path``.
 
-    :param classifier: an :class:`~er_art.classifier.ERClassifier` (its embedding ``Q(x)`` is
+    :param classifier: an :class:`~er_art.models.er_classifier.ERClassifier` (its embedding
+    ``Q(x)`` is
         projected) or another ART classifier (its logits are).
     :param x: clean images ``(N, *input_shape)``; ``y``: their true labels ``(N,)`` (or one-hot).
     :param x_adv: adversarial versions of ``x`` (same shape), or ``None`` (default) for clean only.

@@ -8,7 +8,7 @@
     >>> report.to_json()["robustbench"]                 # clean_acc, autoattack_acc, ...
 
 The model is a ``torch.nn.Module`` that returns logits (wrapped by
-:func:`er_art.wrapped_model.wrap_model`: the input range and the normalisation inside the model),
+:func:`er_art.models.wrapped.wrap_model`: the input range and the normalisation inside the model),
 an ART ``PyTorchClassifier`` (used as it is), an er-art run directory or checkpoint
 (:func:`er_art.load_classifier`), or what ``er-art evaluate --model`` reads (``PKG.MODULE:FACTORY``,
 a TorchScript file, a pickled ``PyTorchClassifier``). The evaluation is
@@ -299,7 +299,7 @@ def as_classifier(
     from art.estimators.classification import PyTorchClassifier
     from torch import nn
 
-    from er_art.wrapped_model import ModelError, check_forward, load_model, wrap_model
+    from er_art.models.wrapped import ModelError, check_forward, load_model, wrap_model
 
     given = [k for k, v in (("mean", mean), ("std", std), ("logits", logits)) if v is not None]
     if isinstance(model, (str, os.PathLike)):

@@ -11,7 +11,7 @@ A run directory holds:
 
 Every reader of run.json goes through :func:`read_run` (:func:`er_art.json_files.read_json`): a
 truncated, hand-edited or foreign file, or a config field of the wrong type, is one sentence naming
-the file. Whether the values make sense is :func:`er_art.training.resolve_config`'s to say.
+the file. Whether the values make sense is :func:`er_art.training.run.resolve_config`'s to say.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ RUN_TYPES: Shape = {
     "git_revision": (str, _NONE),
     "created": str,
 }
-# the type of every field of er_art.training.TrainingConfig as run.json records it (all optional:
+# the type of every field of er_art.training.run.TrainingConfig as run.json records it (all
+# optional:
 # a run.json of an older er-art lacks the newer ones); tests/test_faults_runs.py checks that every
 # field is here
 CONFIG_TYPES: Shape = {

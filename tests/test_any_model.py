@@ -1,4 +1,4 @@
-"""Any model: ``er_art.evaluate`` and ``er-art evaluate / attack --model`` (er_art.wrapped_model,
+"""Any model: ``er_art.evaluate`` and ``er-art evaluate / attack --model`` (er_art.models.wrapped,
 er_art.robustness): the wrapper, the bad-model errors, TorchScript and pickled classifiers, an
 untrained torchvision model end to end, RobustBench's fields, and one model evaluated as an er-art
 run, through ``--model`` and through the API with identical numbers (also over 2 processes).
@@ -21,7 +21,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 import er_art
-from er_art.wrapped_model import ModelError, WrappedModel, load_model, wrap_model
+from er_art.models.wrapped import ModelError, WrappedModel, load_model, wrap_model
 from tests.processes import same_seeds_in_subprocesses
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import inspect
 
-from er_art.algorithm import DEFAULT_LAMBDAS, algorithm1_step
-from er_art.architectures import architectures_of_kind, get_architecture
-from er_art.build import build_classifier
-from er_art.classifier import ERClassifier
 from er_art.datasets import get_dataset
+from er_art.models.architectures import architectures_of_kind, get_architecture
+from er_art.models.build import build_classifier
+from er_art.models.er_classifier import ERClassifier
 from er_art.registry import names
-from er_art.training import TrainingConfig, resolve_config
+from er_art.training.algorithm import DEFAULT_LAMBDAS, algorithm1_step
+from er_art.training.run import TrainingConfig, resolve_config
 
 # what reads Architecture.defaults: build_classifier (lr, lr_ratios, clip_value, the lambdas) and
 # resolve_config (lr, epochs, threads, the lambdas); the batch size is the dataset's

@@ -119,7 +119,7 @@ def test_arts_plain_pgd_runs_as_the_training_pgd_on_the_device(reference, monkey
     PGD with its settings, the same numbers, nothing read back to the host."""
     from art.attacks.evasion import ProjectedGradientDescent
 
-    from er_art.adversarial_trainer import build_pgd, generate_on_device
+    from er_art.training.adversarial import build_pgd, generate_on_device
 
     ref, clf = reference
     x, y = torch.from_numpy(ref["x"]), torch.from_numpy(ref["y"])

@@ -100,7 +100,7 @@ def test_baseline_round_trip(digits, tmp_path):
 
 
 def test_unregistered_classifiers_cannot_be_saved(tmp_path):
-    from er_art.classifier import ERClassifier
+    from er_art.models.er_classifier import ERClassifier
 
     model = er_art.get_architecture("test_digits").build()
     clf = ERClassifier(model, input_shape=(1, 8, 8), nb_classes=10, device_type="cpu")
@@ -209,9 +209,9 @@ import torch
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
-from er_art.algorithm import StepResult
-from er_art.architectures import Architecture
-from er_art.trainers import TrainerSpec, cross_entropy_step
+from er_art.training.algorithm import StepResult
+from er_art.models.architectures import Architecture
+from er_art.training.trainers import TrainerSpec, cross_entropy_step
 
 
 class TwoNets(nn.Module):
@@ -305,7 +305,7 @@ def test_a_model_with_param_groups_gets_one_optimizer_that_round_trips(two_nets,
 
 
 def test_a_third_party_family_trains_and_resumes_exactly(two_nets, tmp_path):
-    from er_art.training import TrainingCallbacks, TrainingConfig, resolve_config, resume, train
+    from er_art.training.run import TrainingCallbacks, TrainingConfig, resolve_config, resume, train
 
     cfg = TrainingConfig(trainer="two-nets", epochs=2, limit=200, batch_size=32, device="cpu")
     assert resolve_config(cfg).arch == "two_nets"  # the trainer's default for digits

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import er_art
-from er_art.classifier import ERClassifier
+from er_art.models.er_classifier import ERClassifier
 
 
 @pytest.fixture

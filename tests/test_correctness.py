@@ -31,7 +31,7 @@ def test_set(digits):
 @pytest.fixture(scope="module")
 def er_pgd(tmp_path_factory):
     """The ER-Classifier of the default ``er-art train`` (er-pgd on digits, every default)."""
-    from er_art.training import TrainingConfig, train
+    from er_art.training.run import TrainingConfig, train
 
     run_dir = tmp_path_factory.mktemp("er-pgd") / "run"
     return train(TrainingConfig(device="cpu"), run_dir, latest_root=None).classifier

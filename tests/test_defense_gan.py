@@ -1,4 +1,5 @@
-"""Defense-GAN (er_art.defense_gan): WGAN-GP training, the projection, BPDA / naive gradients as an
+"""Defense-GAN (er_art.baselines.defense_gan): WGAN-GP training, the projection, BPDA / naive
+gradients as an
 ART classifier, settings and state dicts. Tiny nets on the 8x8 digits; behaviour, never exact
 accuracies."""
 
@@ -13,7 +14,7 @@ from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
 from er_art.attacks import get_attack
-from er_art.defense_gan import (
+from er_art.baselines.defense_gan import (
     SHAPES,
     Critic,
     DefenseGANModel,

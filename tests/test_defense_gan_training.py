@@ -13,13 +13,13 @@ from er_art.cli.app import app
 from typer.testing import CliRunner
 
 import er_art
+from er_art.baselines.defense_gan import DefenseGANModel
+from er_art.baselines.defense_gan_classifier import DefenseGANClassifier
 from er_art.checkpoint import read_checkpoint, save_classifier
 from er_art.datasets import get_dataset
-from er_art.defense_gan import DefenseGANModel
-from er_art.defense_gan_classifier import DefenseGANClassifier
 from er_art.runs import read_run
-from er_art.trainers import get_trainer
-from er_art.training import TrainingCallbacks, TrainingConfig, resolve_config, resume, train
+from er_art.training.run import TrainingCallbacks, TrainingConfig, resolve_config, resume, train
+from er_art.training.trainers import get_trainer
 
 # tiny G / D (z 8, width 8) and a short projection; the classifier is the cnn baseline's
 TINY = {"z_dim": 8, "width": 8, "projection_steps": 5, "restarts": 2}

@@ -93,7 +93,7 @@ def test_a_cuda_pickle_unpickles_on_a_cpu_only_machine(fitted, digits, cpu_only,
 
 
 def test_a_pickle_from_another_gpu_index_comes_back_on_this_gpu(monkeypatch, caplog):
-    from er_art.classifier import usable_device
+    from er_art.models.er_classifier import usable_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
@@ -152,7 +152,7 @@ def test_spatial_smoothing_pytorch_clamps_on_the_input_device(monkeypatch, fitte
 # ---------------------------------------------------------------- defect 3: AMP and the critic
 def _critic_objectives(amp: bool, x: torch.Tensor, y: torch.Tensor) -> list[float]:
     """Algorithm 1's critic objective over 4 steps of 50 images, paper MNIST settings."""
-    from er_art.algorithm import make_optimizers
+    from er_art.training.algorithm import make_optimizers
 
     clf = er_art.build_classifier("mnist", device_type="cpu", amp=amp, seed=0)
     # The paper's MNIST critic, head, prior, lambdas and clipping; the conv encoder is swapped for
@@ -177,7 +177,7 @@ def test_amp_keeps_the_critic_in_float32():
 
 # ---------------------------------------------------------------- defect 4: a GPU run on a CPU
 def tiny_config(**kw):
-    from er_art.training import TrainingConfig
+    from er_art.training.run import TrainingConfig
 
     base = dict(
         arch="test_digits", epochs=1, limit=200, batch_size=32, device="cpu", threads=1, max_iter=2
@@ -197,7 +197,7 @@ def as_if_trained_on_cuda(run_dir) -> None:
 
 @pytest.fixture
 def cuda_run(tmp_path):
-    from er_art.training import train
+    from er_art.training.run import train
 
     run_dir = tmp_path / "run"
     train(tiny_config(trainer="er-minus"), run_dir, latest_root=None)
@@ -215,7 +215,7 @@ def test_a_cuda_checkpoint_loads_on_a_cpu_only_machine(cuda_run, cpu_only, caplo
 
 
 def test_a_cuda_run_resumes_on_a_cpu_only_machine(cuda_run, cpu_only, caplog):
-    from er_art.training import resume
+    from er_art.training.run import resume
 
     with caplog.at_level(logging.WARNING):
         result = resume(cuda_run, epochs=2, latest_root=None)
@@ -249,7 +249,7 @@ def test_cli_embed_of_a_cuda_run_on_a_cpu_only_machine(cuda_run, cpu_only, tmp_p
 def test_rng_state_of_a_cpu_run_leaves_cuda_alone(monkeypatch, tmp_path):
     """Saving the RNG states of a ``--device cpu`` run must not initialise CUDA (a context on
     every GPU) even where CUDA is available (here: while the run saves its state)."""
-    from er_art import training
+    from er_art.training import run as training
 
     def initialise(*args, **kwargs):
         raise AssertionError("a --device cpu run initialised CUDA")
@@ -268,7 +268,7 @@ def test_rng_state_of_a_cpu_run_leaves_cuda_alone(monkeypatch, tmp_path):
 
 
 def test_cuda_rng_restore_warns_when_the_gpu_count_differs(monkeypatch, caplog):
-    from er_art.training import rng_state, set_rng_state
+    from er_art.training.run import rng_state, set_rng_state
 
     restored = []
     state = rng_state()
@@ -286,7 +286,7 @@ def test_cuda_rng_restore_warns_when_the_gpu_count_differs(monkeypatch, caplog):
 
 
 def test_deterministic_runs_deterministically_and_says_so(tmp_path, monkeypatch):
-    from er_art.training import TrainingCallbacks, train
+    from er_art.training.run import TrainingCallbacks, train
 
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     seen = []

@@ -146,7 +146,7 @@ RUN_ARGS = [f"--{k.replace('_', '-')}={v}" for k, v in RUN.items()]
 SCRIPT = """
 import sys, torch
 from er_art.distributed import join_world
-from er_art.training import TrainingConfig, train
+from er_art.training.run import TrainingConfig, train
 
 world = join_world("cpu")
 result = train(TrainingConfig(**{run}), sys.argv[1], latest_root=None, world=world)

@@ -37,8 +37,8 @@ needs_permissions = pytest.mark.skipif(AS_ROOT, reason="root ignores file permis
 WRITERS = [
     "er_art.checkpoint",
     "er_art.runs",
-    "er_art.run_loop",
-    "er_art.training",
+    "er_art.training.loop",
+    "er_art.training.run",
     "er_art.evaluation.store",
     "er_art.embedding_plot",
     "er_art.reproduce.tables",

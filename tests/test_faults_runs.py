@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 
 import er_art
 from er_art import checkpoint as checkpoint_module
-from er_art import run_loop
 from er_art.checkpoint import RUN_CHECKPOINT, read_checkpoint
 from er_art.json_files import FileFormatError
 from er_art.runs import RUN_JSON, read_run, write_json
-from er_art.training import TrainingConfig, train
+from er_art.training import loop as run_loop
+from er_art.training.run import TrainingConfig, train
 
 runner = CliRunner()
 TINY = dict(arch="test_digits", device="cpu", threads=1, max_iter=2, limit=200, batch_size=32)
@@ -183,7 +183,7 @@ def test_an_error_while_setting_up_the_loop_marks_the_run_failed(tmp_path, monke
     def no_loop(*args, **kwargs):
         raise MemoryError("injected")
 
-    monkeypatch.setattr("er_art.training._Run", no_loop)
+    monkeypatch.setattr("er_art.training.run._Run", no_loop)
     with pytest.raises(MemoryError):
         train(TrainingConfig(**TINY, epochs=1), tmp_path / "run", latest_root=None)
     assert read_run(tmp_path / "run")["status"] == "failed"

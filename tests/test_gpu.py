@@ -22,7 +22,7 @@ from art.attacks.evasion.projected_gradient_descent.projected_gradient_descent_p
 
 import er_art
 from er_art.checkpoint import read_checkpoint
-from er_art.trainers import AttackSettings, get_trainer
+from er_art.training.trainers import AttackSettings, get_trainer
 
 pytestmark = pytest.mark.gpu
 # cuDNN convolutions may use TF32 on recent GPUs: CPU and CUDA logits agree to about 1e-3.
@@ -176,7 +176,7 @@ def test_training_steps_never_wait_for_the_gpu(digits, trainer, arch, amp):
 
 
 def test_channels_last_and_data_on_the_gpu(digits, tmp_path):
-    from er_art.training import BatchSource, TrainingConfig, epoch_order, train
+    from er_art.training.run import BatchSource, TrainingConfig, epoch_order, train
 
     clf = er_art.build_classifier("digits", device_type="cuda")
     conv = [m for m in clf.er_model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
@@ -212,7 +212,7 @@ def test_deterministic_training_killed_and_resumed_is_exact_on_cuda(tmp_path):
     assert ref.returncode == 0, ref.stderr
     crash = python(
         f"""
-        from er_art.training import TrainingCallbacks, TrainingConfig, train
+        from er_art.training.run import TrainingCallbacks, TrainingConfig, train
 
         class Kill(TrainingCallbacks):
             n = 0
@@ -243,7 +243,7 @@ def test_default_evaluate_ensemble_on_cuda(tmp_path):
     from er_art.cli.app import app
     from typer.testing import CliRunner
 
-    from er_art.training import TrainingConfig, train
+    from er_art.training.run import TrainingConfig, train
 
     train(
         TrainingConfig(arch="digits", device="cuda", epochs=2, limit=512, max_iter=3),
@@ -350,7 +350,7 @@ def test_a_pickle_from_another_gpu_index(cuda_clf, digits, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.integration
 def test_a_cuda_run_on_a_machine_without_cuda(tmp_path):
-    from er_art.training import TrainingConfig, train
+    from er_art.training.run import TrainingConfig, train
 
     train(
         TrainingConfig(arch="digits", device="cuda", epochs=1, limit=256, max_iter=2),
@@ -379,7 +379,7 @@ def test_a_cpu_run_never_initialises_cuda(tmp_path):
     done = python(
         """
         import torch
-        from er_art.training import TrainingConfig, train
+        from er_art.training.run import TrainingConfig, train
         train(TrainingConfig(arch="test_digits", device="cpu", epochs=1, limit=128, max_iter=2),
               "run", latest_root=None)
         print("initialised:", torch.cuda.is_initialized())

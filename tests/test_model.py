@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 import er_art
-from er_art.architectures import get_architecture
-from er_art.model import Discriminator, ERModel
+from er_art.models.architectures import get_architecture
+from er_art.models.er_model import Discriminator, ERModel
 
 # name, input shape, embedding dim, classes
 PAPER_ARCHS = [

@@ -52,7 +52,7 @@ def test_wheel_has_only_er_art_at_the_top(tmp_path):
     assert len(dist_info) == 1
     for required in (
         "er_art/__init__.py",
-        "er_art/classifier.py",
+        "er_art/models/er_classifier.py",
         "er_art/plugins/__init__.py",
         "er_art/plugins/architectures/mnist.py",
         "er_art/plugins/priors/gaussian.py",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from er_art.priors import Prior, build_prior
+from er_art.models.priors import Prior, build_prior
 from er_art.registry import UnknownPluginError
 
 N = 20000

@@ -73,8 +73,8 @@ def test_builtins_come_from_entry_points_one_per_item():
 
 
 def test_get_plugin_loads_the_registered_object():
-    from er_art.architectures import Architecture
-    from er_art.priors import Prior
+    from er_art.models.architectures import Architecture
+    from er_art.models.priors import Prior
 
     assert issubclass(get_plugin("priors", "uniform"), Prior)
     arch = get_plugin("architectures", "mnist")
@@ -132,9 +132,9 @@ FAKE_MODULE = """
 import torch
 from torch import nn
 
-from er_art.architectures import Architecture
-from er_art.model import ERModel
-from er_art.priors import Prior
+from er_art.models.architectures import Architecture
+from er_art.models.er_model import ERModel
+from er_art.models.priors import Prior
 
 
 class LaplacePrior(Prior):

@@ -36,7 +36,7 @@ from er_art.reproduce import protocols as reproduce_protocols
 from er_art.reproduce import runs as reproduce_runs
 from er_art.reproduce.plan import candidate_methods
 from er_art.runs import read_run
-from er_art.training import TrainingCallbacks, is_finished
+from er_art.training.run import TrainingCallbacks, is_finished
 
 PAPER_TEXT = Path(__file__).resolve().parents[2] / "shared" / "paper" / "er-classifier-paper.txt"
 runner = CliRunner()
@@ -101,7 +101,7 @@ def fake_trainer(monkeypatch, name: str, spec) -> None:
 def third_party(monkeypatch):
     from er_art.plugins.trainers.plain import make_step
 
-    from er_art.trainers import TrainerSpec
+    from er_art.training.trainers import TrainerSpec
 
     spec = TrainerSpec("my-trainer", "baseline", "a third party's CE trainer", make_step)
     fake_trainer(monkeypatch, "my-trainer", spec)
@@ -304,7 +304,7 @@ def test_third_party_trainer_joins_the_plan(third_party, tmp_path):
 def test_third_party_trainer_that_cannot_train_is_left_out(monkeypatch, tmp_path):
     from er_art.plugins.trainers.plain import make_step
 
-    from er_art.trainers import TrainerSpec
+    from er_art.training.trainers import TrainerSpec
 
     fake_trainer(monkeypatch, "alien", TrainerSpec("alien", "alien-kind", "no archs", make_step))
     try:
@@ -403,7 +403,7 @@ def test_store_of_another_checkpoint_is_discarded_other_settings_refused(tmp_pat
 def test_defense_gan_gradient_modes_are_switched_and_restored():
     from art.estimators.classification import PyTorchClassifier
 
-    from er_art.defense_gan import build_defense_gan
+    from er_art.baselines.defense_gan import build_defense_gan
 
     model = build_defense_gan((1, 8, 8), 10, z_dim=4, projection_steps=2, restarts=1)
     clf = PyTorchClassifier(model, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 8, 8),
@@ -545,7 +545,7 @@ def test_each_ablation_trains_its_one_change_and_appears_in_the_table(tmp_path):
     assert [config[f"er-minus-k-{k}"]["embedding_dim"] for k in ("half", "double")] == [4, 16]
     # digits is not in the paper's Table 3: er-art's estimate (`er-art train --embedding-dim auto`)
     from er_art.datasets import get_dataset
-    from er_art.training_config import auto_embedding_dim
+    from er_art.training.config import auto_embedding_dim
 
     expected = auto_embedding_dim(get_dataset("digits"), None)
     assert config["er-minus-k-intrinsic"]["embedding_dim"] == expected != 8

@@ -10,9 +10,9 @@ from torch import nn
 
 import er_art
 from er_art.attacks import get_attack
+from er_art.baselines.rse import GaussianNoise, NoisyConv2d, RSEClassifier, RSENet
 from er_art.checkpoint import load_classifier, read_checkpoint, save_classifier
 from er_art.evaluation.running import generate_adversarial
-from er_art.rse import GaussianNoise, NoisyConv2d, RSEClassifier, RSENet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,9 +9,9 @@ from art.data_generators import PyTorchDataGenerator
 from art.defences.trainer import AdversarialTrainerMadryPGD, Trainer
 
 import er_art
-from er_art.adversarial_trainer import build_pgd, generate_on_device
 from er_art.registry import UnknownPluginError
-from er_art.trainers import AttackSettings, get_trainer
+from er_art.training.adversarial import build_pgd, generate_on_device
+from er_art.training.trainers import AttackSettings, get_trainer
 
 TRAINERS = ["er-pgd", "er-minus", "ecla", "ecla-pgd", "plain", "madry"]
 ATTACK = AttackSettings(eps=0.1, eps_step=0.025, max_iter=5)

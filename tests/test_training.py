@@ -14,7 +14,7 @@ import er_art
 from er_art.checkpoint import read_checkpoint
 from er_art.datasets import get_dataset
 from er_art.runs import read_run
-from er_art.training import (
+from er_art.training.run import (
     TrainingCallbacks,
     TrainingConfig,
     TrainingDiverged,
@@ -88,7 +88,7 @@ def test_bad_settings_raise_one_sentence(change, message):
 
 
 def test_lambdas_default_to_the_architectures_and_reach_the_classifier():
-    from er_art.training_config import build_for
+    from er_art.training.config import build_for
 
     cfg = resolve_config(TrainingConfig())
     lambdas = er_art.get_architecture("digits").lambdas()  # tests/test_architectures.py: all
@@ -202,8 +202,8 @@ def test_eps_warmup_ramps_the_training_eps_and_resumes_exactly(tmp_path, monkeyp
     a run killed mid-epoch and resumed gives the uninterrupted weights."""
     import dataclasses
 
-    import er_art.run_loop as run_loop
-    from er_art.trainers import get_trainer
+    import er_art.training.loop as run_loop
+    from er_art.training.trainers import get_trainer
 
     spec = get_trainer("madry")
     seen = []
@@ -265,7 +265,7 @@ def _batches(source, n, seed=0):
 def test_batch_source_indexes_tensors_like_the_loader():
     """The in-memory path (kept on the device where it fits) yields the DataLoader's batches."""
     from er_art.datasets import ArrayDataset
-    from er_art.training import BatchSource
+    from er_art.training.run import BatchSource
 
     x, y = get_dataset("digits").arrays("train", limit=100)
     direct = BatchSource(ArrayDataset(x, y), 32)
@@ -283,7 +283,7 @@ def test_batched_crop_flip_on_the_device():
     from er_art.plugins.datasets._images import crop_flip
 
     from er_art.datasets import ArrayDataset
-    from er_art.training import BatchSource
+    from er_art.training.run import BatchSource
 
     x = torch.rand(40, 3, 6, 6).numpy()
     y = np.arange(40) % 10
@@ -305,7 +305,7 @@ def test_batched_crop_flip_on_the_device():
 
 
 def test_test_accuracy_on_the_device_is_predicts(tmp_path):
-    from er_art.training import _Run
+    from er_art.training.run import _Run
 
     result = train(tiny(trainer="er-minus", epochs=1), tmp_path / "run", latest_root=None)
     run = _Run(result.config, tmp_path / "run", result.classifier, None, TrainingCallbacks())
@@ -345,7 +345,7 @@ class _Record(TrainingCallbacks):
 def test_reading_back_only_for_the_display_keeps_results(tmp_path, monkeypatch):
     """The GPU loop (losses read back at most every SYNC_SECONDS, here never within an epoch
     after its first step) trains the same weights and metrics, and still stops on NaN."""
-    from er_art import run_loop
+    from er_art.training import loop as run_loop
 
     cfg = tiny(trainer="er-minus", epochs=2)
     every_step = train(cfg, tmp_path / "a", latest_root=None)

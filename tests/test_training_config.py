@@ -9,10 +9,10 @@ import pytest
 from er_art.cli.app import app
 from typer.testing import CliRunner
 
-import er_art.run_loop
-import er_art.training
-import er_art.training_config
-from er_art.training import TrainingConfig, resolved, train
+import er_art.training.config
+import er_art.training.loop
+import er_art.training.run
+from er_art.training.run import TrainingConfig, resolved, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -22,10 +22,10 @@ TINY = dict(arch="test_digits", epochs=1, limit=200, batch_size=32, device="cpu"
 @pytest.fixture
 def calls(monkeypatch) -> collections.Counter:
     """Counts of ``resolve_config`` and of the dataset lookup, under every name they are bound to
-    (the CLI calls ``er_art.training.resolve_config``)."""
+    (the CLI calls ``er_art.training.run.resolve_config``)."""
     counts: collections.Counter = collections.Counter()
-    real_resolve = er_art.training_config.resolve_config
-    real_lookup = er_art.training_config.get_dataset
+    real_resolve = er_art.training.config.resolve_config
+    real_lookup = er_art.training.config.get_dataset
 
     def counting_resolve(config):
         counts["resolve_config"] += 1
@@ -35,11 +35,11 @@ def calls(monkeypatch) -> collections.Counter:
         counts["dataset lookup"] += 1
         return real_lookup(name)
 
-    for module in (er_art.training_config, er_art.training):
+    for module in (er_art.training.config, er_art.training.run):
         monkeypatch.setattr(module, "resolve_config", counting_resolve)
     # dataset_spec (wherever it is imported) looks the dataset up through this name
-    monkeypatch.setattr(er_art.training_config, "get_dataset", counting_lookup)
-    assert er_art.run_loop.dataset_spec is er_art.training_config.dataset_spec
+    monkeypatch.setattr(er_art.training.config, "get_dataset", counting_lookup)
+    assert er_art.training.loop.dataset_spec is er_art.training.config.dataset_spec
     return counts
 
 
@@ -49,7 +49,7 @@ def test_train_resolves_once(calls, tmp_path):
 
 
 def test_train_takes_a_resolved_config_as_it_is(calls, tmp_path):
-    cfg = er_art.training.resolve_config(TrainingConfig(**TINY, max_iter=2))
+    cfg = er_art.training.run.resolve_config(TrainingConfig(**TINY, max_iter=2))
     result = train(cfg, tmp_path / "run", latest_root=None)
     assert calls == {"resolve_config": 1, "dataset lookup": 1}
     assert result.config is cfg
@@ -68,7 +68,7 @@ def test_cli_train_resolves_once(calls, tmp_path, monkeypatch):
 
 
 def test_a_changed_resolved_config_is_resolved_again(calls):
-    cfg = er_art.training.resolve_config(TrainingConfig(dataset="digits", trainer="plain"))
+    cfg = er_art.training.run.resolve_config(TrainingConfig(dataset="digits", trainer="plain"))
     same, spec = resolved(cfg)
     assert same is cfg and spec.name == "digits" and calls["resolve_config"] == 1
     cfg.epochs = -1  # changed after resolving: checked again

@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import er_art
-from er_art.checkpoint import load_classifier, read_checkpoint, save_classifier
-from er_art.vae_cla import (
+from er_art.baselines.vae_cla import (
     BETA,
     HEAD_LR_RATIO,
     VAEClassifier,
@@ -21,6 +20,7 @@ from er_art.vae_cla import (
     vae_architecture,
     vae_cla_step,
 )
+from er_art.checkpoint import load_classifier, read_checkpoint, save_classifier
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

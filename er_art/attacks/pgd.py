@@ -23,7 +23,7 @@ returns the last iterate; examples no iterate broke come back at it here too). A
 budget that the model misclassifies is an adversarial example wherever the search found it.
 
 ``keep="last"`` is the training PGD (``er-pgd``, ``madry``, ``ecla-pgd`` through
-:func:`er_art.adversarial_trainer.generate_on_device`) and ART's semantics: the LAST iterate, the
+:func:`er_art.training.adversarial.generate_on_device`) and ART's semantics: the LAST iterate, the
 gradient of the estimator's own ``loss_gradient`` (its loss, eval mode, preprocessing included),
 ART's random start (uniform in the ball, drawn by torch on the device) and ART's projection
 ``sign(d) * min(|d|, eps)``, optionally under bfloat16 autocast (``amp``); Linf and the
@@ -41,10 +41,10 @@ import torch
 import torch.nn.functional as F
 
 from er_art import arg_checks, model_access
-from er_art.algorithm import autocast
 from er_art.arg_checks import is_number, norm_key
 from er_art.attacks.apgd import AutoPGD
 from er_art.attacks.engine import Batch, Box, Found, into_box
+from er_art.training.algorithm import autocast
 
 KEEP = ("every", "last")  # every adversarial iterate counts (evaluation) / the last iterate (ART)
 
@@ -182,7 +182,7 @@ class PGD(AutoPGD):
         test, ``torch.equal``, a read-back, at every step). For a stock ``PyTorchClassifier`` with
         PyTorch preprocessing the gradient is taken here with respect to the input only (ART's
         also fills every weight gradient and runs the same test); with NumPy defences, ART's."""
-        from er_art.classifier import ERClassifier
+        from er_art.models.er_classifier import ERClassifier
 
         est = self.estimator
         if isinstance(est, ERClassifier):

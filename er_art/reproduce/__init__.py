@@ -107,7 +107,8 @@ def reproduce(
     :param train_overrides: training options forced on every method (listed as deviations).
     :raises ValueError, LookupError, FileNotFoundError: bad settings or missing data, one
         sentence each, before anything is trained.
-    :raises er_art.training.TrainingInterrupted: on SIGINT during training (call again to resume).
+    :raises er_art.training.run.TrainingInterrupted: on SIGINT during training (call again to
+    resume).
     """
     plan = build_plan(
         dataset,

@@ -11,7 +11,7 @@ from er_art.reproduce.presets import PAPER, TABLE1_EPS
 
 if TYPE_CHECKING:
     from er_art.reproduce.plan import MethodPlan, Plan
-    from er_art.training import TrainingConfig
+    from er_art.training.run import TrainingConfig
 
 
 def _count(n: int | None, what: str) -> str:

@@ -35,8 +35,8 @@ from er_art.reproduce.presets import (
     Method,
     Scale,
 )
-from er_art.trainers import get_trainer
-from er_art.training import TrainingConfig, resolve_config
+from er_art.training.run import TrainingConfig, resolve_config
+from er_art.training.trainers import get_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class MethodPlan:
     """One method of the plan: its resolved training config and its run directory."""
 
     method: Method
-    config: TrainingConfig  # resolved (er_art.training.resolve_config)
+    config: TrainingConfig  # resolved (er_art.training.run.resolve_config)
     run_dir: Path
     reference: TrainingConfig | None = None  # the paper scale's config for the same dataset
 

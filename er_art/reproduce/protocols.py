@@ -126,8 +126,8 @@ def open_store(root: Path, options: dict[str, Any]) -> EvaluationStore:
 
 
 def defense_gan_model(classifier: Any) -> Any:
-    """The :class:`~er_art.defense_gan.DefenseGANModel` inside ``classifier``, or None."""
-    from er_art.defense_gan import DefenseGANModel
+    """The :class:`~er_art.baselines.defense_gan.DefenseGANModel` inside ``classifier``, or None."""
+    from er_art.baselines.defense_gan import DefenseGANModel
 
     return next((m for m in classifier.model.modules() if isinstance(m, DefenseGANModel)), None)
 
@@ -352,7 +352,8 @@ def _adaptive_runs(
     if kind == "defense-gan":
         if dgan is None:
             raise ValueError(
-                "The defense-gan method's model holds no er_art.defense_gan.DefenseGANModel; "
+                "The defense-gan method's model holds no "
+                "er_art.baselines.defense_gan.DefenseGANModel; "
                 "its adaptive attacks (BPDA, naive gradients) cannot run."
             )
         runs: list[tuple[AttackRun, str | None, int | None]] = []

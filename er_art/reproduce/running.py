@@ -26,7 +26,7 @@ from er_art.reproduce.protocols import (
 )
 from er_art.reproduce.runs import MANIFEST_NAME, obtain_run, open_output
 from er_art.runs import read_metrics, read_run, write_json
-from er_art.training import TrainingCallbacks, TrainingDiverged
+from er_art.training.run import TrainingCallbacks, TrainingDiverged
 
 logger = logging.getLogger(__name__)
 

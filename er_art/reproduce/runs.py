@@ -3,7 +3,7 @@
 - ``OUT/reproduce.json`` says what the folder reproduces (dataset, scale, seed); a folder holding
   another reproduction, or anything else, is refused in one sentence, and so is a manifest that
   is not a JSON object of that shape (:func:`er_art.json_files.read_json`);
-- ``OUT/runs/<method>/`` is an ``er-art train`` run directory (:mod:`er_art.training`): trained
+- ``OUT/runs/<method>/`` is an ``er-art train`` run directory (:mod:`er_art.training.run`): trained
   when absent, reused as it is when finished, continued with ``training.resume`` when
   interrupted, and refused when it was trained with other settings than the plan's.
 """
@@ -19,14 +19,14 @@ from er_art.evaluation.store import canonical_json
 from er_art.json_files import read_json
 from er_art.reproduce.plan import MethodPlan, Plan
 from er_art.runs import RUN_JSON, read_run, write_json
-from er_art.training import DEFINING, git_revision, is_finished, package_versions, resume, train
+from er_art.training.run import DEFINING, git_revision, is_finished, package_versions, resume, train
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "reproduce.json"
 FORMAT = "er-art-reproduce"
 # the config fields that make a trained model what the plan wants: what makes a checkpoint what
-# it is (er_art.training.DEFINING) and its number of epochs
+# it is (er_art.training.run.DEFINING) and its number of epochs
 COMPARED = (*DEFINING, "epochs")
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from er_art.architectures import Architecture
-from er_art.model import IMAGENET_MEAN, IMAGENET_STD, ERModel, Normalize
+from er_art.models.architectures import Architecture
+from er_art.models.er_model import IMAGENET_MEAN, IMAGENET_STD, ERModel, Normalize
 
 # fmt: off
 VGG19_CFG: tuple[int | str, ...] = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from er_art.architectures import Architecture
+from er_art.models.architectures import Architecture
 
 
 class SmallCNN(nn.Module):

@@ -1,7 +1,8 @@
 """Defense-GAN (Samangouei et al., ICLR 2018) for the bundled digits, MNIST and CIFAR-10: a WGAN-GP
-generator and critic (:mod:`er_art.defense_gan`) and the dataset's baseline classifier (``cnn`` for
+generator and critic (:mod:`er_art.baselines.defense_gan`) and the dataset's baseline classifier
+(``cnn`` for
 1-channel data, ``vgg19`` for CIFAR-10, so that Defense-GAN and "No Defense" differ only by the
-defence), as a :class:`~er_art.defense_gan_classifier.DefenseGANClassifier`
+defence), as a :class:`~er_art.baselines.defense_gan_classifier.DefenseGANClassifier`
 (``er-art train --trainer defense-gan``).
 
 Options (``--arch-option KEY=VALUE``; every one is recorded in the run's config and checkpoint):
@@ -38,8 +39,7 @@ from er_art.plugins.architectures.cnn import SmallCNN
 from er_art.plugins.architectures.vgg19 import VGG19
 from torch import nn
 
-from er_art.architectures import Architecture
-from er_art.defense_gan import (
+from er_art.baselines.defense_gan import (
     CLASSIFIER_LR,
     GAN_LR,
     LAMBDA_GP,
@@ -47,7 +47,8 @@ from er_art.defense_gan import (
     DefenseGANModel,
     build_defense_gan,
 )
-from er_art.defense_gan_classifier import DefenseGANClassifier
+from er_art.baselines.defense_gan_classifier import DefenseGANClassifier
+from er_art.models.architectures import Architecture
 
 # Options every preset shares, with their defaults (the authors' values).
 COMMON: dict[str, Any] = {

@@ -1,7 +1,7 @@
 """RSE (Random Self-Ensemble) versions of the paper's baseline classifiers: the ``cnn`` and
 ``vgg19`` baselines with a noise layer ``x + N(0, sigma^2)`` before every convolution, on in
 training and at test time, predicting by the mean softmax of ``ensemble`` noisy passes
-(:mod:`er_art.rse`; ``er-art train --trainer rse``).
+(:mod:`er_art.baselines.rse`; ``er-art train --trainer rse``).
 
 Noise levels (options ``sigma_init`` before the first convolution, ``sigma_inner`` before the
 others, in pixel units of [0, 1] inputs):
@@ -27,8 +27,8 @@ from __future__ import annotations
 from er_art.plugins.architectures.cnn import SmallCNN
 from er_art.plugins.architectures.vgg19 import VGG19
 
-from er_art.architectures import Architecture
-from er_art.rse import RSEClassifier, RSENet
+from er_art.baselines.rse import RSEClassifier, RSENet
+from er_art.models.architectures import Architecture
 
 ENSEMBLE = 10  # noisy passes per prediction (the RSE authors: 50)
 

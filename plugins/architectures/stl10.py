@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from er_art.architectures import Architecture
-from er_art.model import ERModel, mlp_head
+from er_art.models.architectures import Architecture
+from er_art.models.er_model import ERModel, mlp_head
 
 
 def build(embedding_dim: int = 16, nb_classes: int = 10) -> ERModel:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from er_art.architectures import Architecture
-from er_art.model import Discriminator, ERModel
+from er_art.models.architectures import Architecture
+from er_art.models.er_model import Discriminator, ERModel
 
 
 def _tiny(in_channels: int, embedding_dim: int, nb_classes: int) -> ERModel:

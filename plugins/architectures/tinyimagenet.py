@@ -11,8 +11,8 @@ import torch
 from er_art.plugins.architectures.cifar10 import vgg_features
 from torch import nn
 
-from er_art.architectures import Architecture
-from er_art.model import IMAGENET_MEAN, IMAGENET_STD, ERModel, Normalize, mlp_head
+from er_art.models.architectures import Architecture
+from er_art.models.er_model import IMAGENET_MEAN, IMAGENET_STD, ERModel, Normalize, mlp_head
 
 # fmt: off
 VGG16_CFG: tuple[int | str, ...] = (

@@ -1,7 +1,8 @@
 """VAE-CLA versions of the ER architectures (the paper's Figure 3 ablation;
 ``er-art train --trainer vae-cla``): the same encoder backbone giving ``mu`` and ``log sigma^2``
 (``2k`` outputs), the reparameterised ``z`` into the same head, loss CE + beta * KL; prediction
-through ``mu``. See :mod:`er_art.vae_cla` (beta, the architecture option ``beta``, defaults to
+through ``mu``. See :mod:`er_art.baselines.vae_cla` (beta, the architecture option ``beta``,
+defaults to
 0.01 there, with the reasons).
 """
 
@@ -14,7 +15,7 @@ from er_art.plugins.architectures.mnist_small import ARCHITECTURE as MNIST_SMALL
 from er_art.plugins.architectures.stl10 import ARCHITECTURE as STL10
 from er_art.plugins.architectures.tinyimagenet import ARCHITECTURE as TINYIMAGENET
 
-from er_art.vae_cla import vae_architecture
+from er_art.baselines.vae_cla import vae_architecture
 
 VAE_DIGITS = vae_architecture(DIGITS)
 VAE_MNIST = vae_architecture(MNIST)

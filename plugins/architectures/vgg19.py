@@ -9,8 +9,8 @@ import torch
 from er_art.plugins.architectures.cifar10 import VGG19_CFG, vgg_features
 from torch import nn
 
-from er_art.architectures import Architecture
-from er_art.model import IMAGENET_MEAN, IMAGENET_STD, Normalize
+from er_art.models.architectures import Architecture
+from er_art.models.er_model import IMAGENET_MEAN, IMAGENET_STD, Normalize
 
 
 class VGG19(nn.Module):

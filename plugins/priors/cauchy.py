@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from er_art.priors import Prior
+from er_art.models.priors import Prior
 
 
 class CauchyPrior(Prior):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from er_art.priors import Prior
+from er_art.models.priors import Prior
 
 
 class UniformPrior(Prior):

@@ -1,7 +1,7 @@
 """``defense-gan``: Defense-GAN (Samangouei et al., ICLR 2018), the paper's Table 2 baseline: a
 WGAN-GP generator and critic trained on the clean training data and a classifier trained on clean
 data (``defense-gan-digits``, ``defense-gan-mnist``, ``defense-gan-cifar10``), one batch at a time
-by :func:`er_art.defense_gan.defense_gan_step`: a critic step, a generator step every
+by :func:`er_art.baselines.defense_gan.defense_gan_step`: a critic step, a generator step every
 ``n_critic``-th batch, a cross-entropy step of the classifier; one Adam over the model's three
 parameter groups (G and D at ``--lr`` with betas (0.5, 0.9), the classifier at the
 ``classifier_lr`` option).
@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from er_art.algorithm import StepResult
-from er_art.defense_gan_classifier import DefenseGANClassifier
-from er_art.trainers import AttackSettings, BatchStep, TrainerSpec
+from er_art.baselines.defense_gan_classifier import DefenseGANClassifier
+from er_art.training.algorithm import StepResult
+from er_art.training.trainers import AttackSettings, BatchStep, TrainerSpec
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from er_art.trainers import AttackSettings, BatchStep, TrainerSpec, algorithm1_batch_step
+from er_art.training.trainers import AttackSettings, BatchStep, TrainerSpec, algorithm1_batch_step
 
 
 def make_step(

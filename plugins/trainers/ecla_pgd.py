@@ -3,7 +3,7 @@
 The ER architecture's encoder and head trained with exactly ``er-pgd``'s PGD min-max (the same
 training attack, clean + adversarial batches, ``(CE_clean + CE_adv) / 2``, the same optimisers,
 epochs and data), with no discriminator and no encoder regularisation: Algorithm 1 with steps (a)
-and (c) left out (:class:`er_art.adversarial_trainer.ERAdversarialTrainer` with
+and (c) left out (:class:`er_art.training.adversarial.ERAdversarialTrainer` with
 ``regularize=False``). Against ``er-pgd`` it answers the question the paper did not ask: does the
 embedding regulariser add robustness to adversarial training? (The paper's own E-CLA, ``ecla``,
 trains without min-max.)
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from er_art.adversarial_trainer import ERAdversarialTrainer
-from er_art.trainers import AttackSettings, BatchStep, TrainerSpec, er_min_max_trainer
+from er_art.training.adversarial import ERAdversarialTrainer
+from er_art.training.trainers import AttackSettings, BatchStep, TrainerSpec, er_min_max_trainer
 
 
 def make_trainer(

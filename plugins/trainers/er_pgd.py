@@ -3,15 +3,15 @@
 Per batch, ART's ``ProjectedGradientDescent`` (the dataset's eps / step / iterations, one random
 start) attacks the current model in eval mode; Algorithm 1 then trains on the clean and the
 adversarial batch: ``(CE_clean + CE_adv) / 2``, discriminator and encoder regularisation on both.
-See :class:`er_art.adversarial_trainer.ERAdversarialTrainer`.
+See :class:`er_art.training.adversarial.ERAdversarialTrainer`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from er_art.adversarial_trainer import ERAdversarialTrainer
-from er_art.trainers import AttackSettings, BatchStep, TrainerSpec, er_min_max_trainer
+from er_art.training.adversarial import ERAdversarialTrainer
+from er_art.training.trainers import AttackSettings, BatchStep, TrainerSpec, er_min_max_trainer
 
 
 def make_trainer(

@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from art.defences.trainer import AdversarialTrainerMadryPGD
 
-from er_art.adversarial_trainer import generate_on_device
-from er_art.algorithm import StepResult
-from er_art.trainers import AttackSettings, BatchStep, TrainerSpec, cross_entropy_step
+from er_art.training.adversarial import generate_on_device
+from er_art.training.algorithm import StepResult
+from er_art.training.trainers import AttackSettings, BatchStep, TrainerSpec, cross_entropy_step
 
 
 def _need(attack: AttackSettings | None) -> AttackSettings:

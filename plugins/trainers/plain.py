@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from er_art.algorithm import StepResult
-from er_art.trainers import AttackSettings, BatchStep, TrainerSpec, cross_entropy_step
+from er_art.training.algorithm import StepResult
+from er_art.training.trainers import AttackSettings, BatchStep, TrainerSpec, cross_entropy_step
 
 
 def make_step(

@@ -1,5 +1,6 @@
 """``rse``: Random Self-Ensemble (Liu et al., ECCV 2018): the dataset's baseline classifier with
-RSE noise layers (``rse-digits``, ``rse-cnn`` or ``rse-vgg19``; :mod:`er_art.rse`) trained with
+RSE noise layers (``rse-digits``, ``rse-cnn`` or ``rse-vgg19``; :mod:`er_art.baselines.rse`)
+trained with
 cross-entropy, one Adam step per batch, the noise on, as the RSE authors trained it (no adversarial
 training). Its predictions are the mean softmax of ``ensemble`` noisy passes; attack it with
 ``--eot N`` (its gradients are those of one noisy pass)."""
@@ -10,8 +11,8 @@ from typing import Any
 
 import torch
 
-from er_art.algorithm import StepResult
-from er_art.trainers import AttackSettings, BatchStep, TrainerSpec, cross_entropy_step
+from er_art.training.algorithm import StepResult
+from er_art.training.trainers import AttackSettings, BatchStep, TrainerSpec, cross_entropy_step
 
 
 def make_step(

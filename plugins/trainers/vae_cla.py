@@ -1,7 +1,7 @@
 """``vae-cla``: the paper's VAE-CLA ablation (Figure 3): a VAE encoder on the dataset's ER encoder
 backbone (``vae-digits``, ``vae-mnist``, ``vae-cifar10``, ...), the reparameterised ``z`` into the
 classifier head, one Adam step per batch on CE + beta * KL(N(mu, sigma^2) || N(0, I))
-(:func:`er_art.vae_cla.vae_cla_step`); prediction and attacks through ``mu``.
+(:func:`er_art.baselines.vae_cla.vae_cla_step`); prediction and attacks through ``mu``.
 
 In the run's metrics ``ce`` is the cross-entropy, ``reg`` the KL divergence unweighted (so a
 ``beta = 0`` run still shows it) and ``disc`` 0 (no critic).
@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from er_art.algorithm import StepResult
-from er_art.trainers import AttackSettings, BatchStep, TrainerSpec, prepare_baseline_batch
-from er_art.vae_cla import VAEClassifier, vae_cla_step
+from er_art.baselines.vae_cla import VAEClassifier, vae_cla_step
+from er_art.training.algorithm import StepResult
+from er_art.training.trainers import AttackSettings, BatchStep, TrainerSpec, prepare_baseline_batch
 
 
 def make_step(

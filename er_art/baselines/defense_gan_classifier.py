@@ -1,4 +1,4 @@
-"""The ART classifier of a Defense-GAN (:class:`~er_art.defense_gan.DefenseGANModel`).
+"""The ART classifier of a Defense-GAN (:class:`~er_art.baselines.defense_gan.DefenseGANModel`).
 
 :class:`DefenseGANClassifier` is a ``PyTorchClassifier`` whose module is the whole defence:
 
@@ -9,7 +9,8 @@
   unrolled L steps). Switch it on a loaded classifier, ``clf.gradient = "naive"``, or at load
   time, ``er_art.load_classifier(run, options={"gradient": "naive"})``; either is recorded in the
   classifier's config, so a copy saved with ``er_art.save_classifier`` keeps it;
-- ``fit`` / ``fit_generator`` train the defence (:func:`~er_art.defense_gan.defense_gan_step`: a
+- ``fit`` / ``fit_generator`` train the defence
+(:func:`~er_art.baselines.defense_gan.defense_gan_step`: a
   WGAN-GP critic step, a generator step every ``n_critic``-th call, a cross-entropy step of C on
   the clean batch), not ART's cross-entropy through the projection;
 - ``epoch_logits`` is C on the input itself, without the projection: the per-epoch test accuracy
@@ -28,9 +29,9 @@ from typing import Any
 import torch
 from art.estimators.classification import PyTorchClassifier
 
-from er_art.algorithm import StepResult
-from er_art.defense_gan import DefenseGANModel, defense_gan_step
-from er_art.step_fit import StepFitted
+from er_art.baselines.defense_gan import DefenseGANModel, defense_gan_step
+from er_art.training.algorithm import StepResult
+from er_art.training.step_fit import StepFitted
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class DefenseGANClassifier(StepFitted, PyTorchClassifier):
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> StepResult:
         """One :func:`defense_gan_step` on a raw batch (through ART's fit-time preprocessing),
         with the model's ``n_critic`` and ``lambda_gp``."""
-        from er_art.trainers import prepare_baseline_batch
+        from er_art.training.trainers import prepare_baseline_batch
 
         if self.optimizer is None:
             raise ValueError("The classifier has no optimizer to train with.")

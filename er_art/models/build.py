@@ -12,11 +12,11 @@ from typing import Any
 import torch
 from art.estimators.classification import PyTorchClassifier
 
-from er_art.architectures import Architecture, get_architecture
-from er_art.classifier import DeviceStandardisation, ERClassifier, resolve_device_type
+from er_art.models.architectures import Architecture, get_architecture
+from er_art.models.er_classifier import DeviceStandardisation, ERClassifier, resolve_device_type
 
 # Hyperparameters and their fallbacks when an architecture does not set them (Algorithm 1's
-# lambdas: Architecture.lambdas(), from er_art.algorithm.DEFAULT_LAMBDAS).
+# lambdas: Architecture.lambdas(), from er_art.training.algorithm.DEFAULT_LAMBDAS).
 ER_FALLBACKS: dict[str, Any] = {
     "lr": 1e-4,
     "lr_ratios": (1.0, 0.5, 0.05),

@@ -69,7 +69,7 @@ def fit_generator_with_step(
     nb_epochs: int = 20,
 ) -> None:
     """ART's ``fit_generator`` over a model's own per-batch step (see :func:`fit_with_step`)."""
-    from er_art.classifier import generator_batches
+    from er_art.models.er_classifier import generator_batches
 
     for _ in range(nb_epochs):
         for x_b, y_b in generator_batches(generator):

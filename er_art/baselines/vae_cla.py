@@ -43,12 +43,12 @@ import torch.nn.functional as F
 from art.estimators.classification import PyTorchClassifier
 from torch import nn
 
-from er_art.algorithm import autocast
-from er_art.architectures import Architecture
-from er_art.step_fit import StepFitted
+from er_art.models.architectures import Architecture
+from er_art.training.algorithm import autocast
+from er_art.training.step_fit import StepFitted
 
 BETA = 0.01  # weight of the KL term (the paper gives none; see the module docstring)
-HEAD_LR_RATIO = 0.05  # head lr / encoder lr: the ER-Classifier's (er_art.build.ER_FALLBACKS)
+HEAD_LR_RATIO = 0.05  # head lr / encoder lr: the ER-Classifier's (er_art.models.build.ER_FALLBACKS)
 
 
 def _beta(value: Any) -> float:
@@ -170,7 +170,7 @@ class VAEClassifier(StepFitted, PyTorchClassifier):
 
     def train_step(self, x: Any, y: Any) -> VAEStepResult:
         """One step on a raw batch (through ART's fit-time preprocessing)."""
-        from er_art.trainers import prepare_baseline_batch
+        from er_art.training.trainers import prepare_baseline_batch
 
         if self.optimizer is None:
             raise ValueError("The classifier has no optimizer to train with.")

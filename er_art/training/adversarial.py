@@ -33,11 +33,11 @@ from art.attacks.evasion.projected_gradient_descent.projected_gradient_descent_p
 from art.defences.trainer import Trainer
 from art.estimators.classification import PyTorchClassifier
 
-from er_art.algorithm import StepResult
 from er_art.attacks.pgd import PGD
-from er_art.classifier import ERClassifier, generator_batches
 from er_art.datasets import DatasetSpec, get_dataset
 from er_art.devices import fits_on_device
+from er_art.models.er_classifier import ERClassifier, generator_batches
+from er_art.training.algorithm import StepResult
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,8 @@ def attack_defaults(
 
 
 class ERAdversarialTrainer(Trainer):
-    """PGD min-max adversarial training of an :class:`~er_art.classifier.ERClassifier` (Algorithm 1
+    """PGD min-max adversarial training of an :class:`~er_art.models.er_classifier.ERClassifier`
+    (Algorithm 1
     on clean + adversarial batches).
 
     :param classifier: the ER-Classifier to train (trained in place).

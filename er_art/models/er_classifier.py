@@ -37,7 +37,6 @@ from art.preprocessing.standardisation_mean_std.pytorch import StandardisationMe
 from art.preprocessing.standardisation_mean_std.utils import broadcastable_mean_std
 from art.utils import check_and_transform_label_format
 
-from er_art.algorithm import DEFAULT_LAMBDAS, StepResult, algorithm1_step, make_optimizers
 from er_art.devices import (
     cpu_module_copy,
     fits_on_device,
@@ -45,8 +44,9 @@ from er_art.devices import (
     usable_device,
     use_channels_last,
 )
-from er_art.model import ERModel
-from er_art.priors import Prior, build_prior
+from er_art.models.er_model import ERModel
+from er_art.models.priors import Prior, build_prior
+from er_art.training.algorithm import DEFAULT_LAMBDAS, StepResult, algorithm1_step, make_optimizers
 
 logger = logging.getLogger(__name__)
 
@@ -134,10 +134,10 @@ def generator_batches(generator: Any) -> Iterator[tuple[Any, Any]]:
 class ERClassifier(PyTorchClassifier):
     """Embedding Regularized Classifier as an ART classifier.
 
-    :param model: the :class:`~er_art.model.ERModel` (encoder, head, discriminator).
+    :param model: the :class:`~er_art.models.er_model.ERModel` (encoder, head, discriminator).
     :param input_shape: shape of one input, e.g. ``(1, 28, 28)``.
     :param nb_classes: number of classes.
-    :param prior: prior name (a registered prior plugin) or a :class:`~er_art.priors.Prior`.
+    :param prior: prior name (a registered prior plugin) or a :class:`~er_art.models.priors.Prior`.
     :param prior_params: parameters of a named prior, e.g. ``{"sigma": 1.0}``.
     :param lambda_d: lambda, weight of the discriminator objective (step a).
     :param lambda_ce: lambda_0, weight of the cross-entropy (step b).
@@ -230,7 +230,8 @@ class ERClassifier(PyTorchClassifier):
     # ------------------------------------------------------------------ properties (ART params)
     @property
     def er_model(self) -> ERModel:
-        """The underlying :class:`~er_art.model.ERModel` (encoder, head and discriminator)."""
+        """The underlying :class:`~er_art.models.er_model.ERModel` (encoder, head and
+        discriminator)."""
         return self._er_model
 
     @property
@@ -609,7 +610,7 @@ class ERClassifier(PyTorchClassifier):
 
         self._er_model.apply(weight_reset)
         if self.arch is not None:
-            from er_art.architectures import get_architecture
+            from er_art.models.architectures import get_architecture
 
             try:
                 spec = get_architecture(self.arch)

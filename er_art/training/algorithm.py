@@ -23,13 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from er_art.model import ERModel
-from er_art.priors import Prior
+from er_art.models.er_model import ERModel
+from er_art.models.priors import Prior
 
 # The one home of Algorithm 1's lambdas' defaults: lambda (``lambda_d``, the discriminator
 # objective), lambda_0 (``lambda_ce``, the cross-entropy) and lambda_1 (``lambda_reg``, the encoder
 # regularisation). An ER architecture's ``defaults`` override any of them
-# (:meth:`er_art.architectures.Architecture.lambdas`, which build_classifier and resolve_config
+# (:meth:`er_art.models.architectures.Architecture.lambdas`, which build_classifier and
+# resolve_config
 # read); ERClassifier and algorithm1_step default to these.
 DEFAULT_LAMBDAS: dict[str, float] = {"lambda_d": 1.0, "lambda_ce": 1.0, "lambda_reg": 1.0}
 

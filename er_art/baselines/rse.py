@@ -20,7 +20,7 @@ The noise is in the units of the model's input (pixels in [0, 1]): the input noi
 anything else, VGG's in-network normalisation included, as in the RSE authors' code, which fed
 unnormalised [0, 1] images to their first noise layer.
 
-    >>> from er_art.rse import RSENet
+    >>> from er_art.baselines.rse import RSENet
     >>> from er_art.plugins.architectures.cnn import SmallCNN
     >>> net = RSENet(SmallCNN((1, 28, 28)), sigma_init=0.8, sigma_inner=0.4, ensemble=10)
     >>> logits = net(x)                       # one noisy pass, (B, 10)

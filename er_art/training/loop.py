@@ -1,7 +1,8 @@
 """The run loop of ``er-art train``: batches, the trainer's step, checkpoints, interruptions.
 
-:class:`_Run` drives one run from a fresh or a saved state (:func:`er_art.training.train` and
-:func:`er_art.training.resume` build it): each epoch's order (:mod:`er_art.batches`), the trainer
+:class:`_Run` drives one run from a fresh or a saved state (:func:`er_art.training.run.train` and
+:func:`er_art.training.run.resume` build it): each epoch's order (:mod:`er_art.training.batches`),
+the trainer
 plugin's per-batch step, the running losses, a checkpoint at the start, every ``checkpoint_every``
 steps and at every epoch end, the test accuracy per epoch, SIGINT, SIGTERM and NaN handling. A
 checkpoint or metrics write that fails (a full disk, a read-only file system) raises
@@ -31,16 +32,16 @@ import numpy as np
 import torch
 from art.estimators.classification import PyTorchClassifier
 
-from er_art.batches import BatchSource, epoch_order, steps_per_epoch
 from er_art.checkpoint import RUN_CHECKPOINT, save_classifier
-from er_art.classifier import ERClassifier
 from er_art.datasets import DatasetSpec
 from er_art.devices import compile_model, fits_on_device
 from er_art.distributed import World
-from er_art.rng_state import rng_state, set_rng_state
+from er_art.models.er_classifier import ERClassifier
 from er_art.runs import METRICS, atomic_write, writing
-from er_art.trainers import TrainerSpec, get_trainer
-from er_art.training_config import TrainingConfig, attack_settings, dataset_spec
+from er_art.training.batches import BatchSource, epoch_order, steps_per_epoch
+from er_art.training.config import TrainingConfig, attack_settings, dataset_spec
+from er_art.training.rng_state import rng_state, set_rng_state
+from er_art.training.trainers import TrainerSpec, get_trainer
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """What a trainer plugin is: how one batch of training is done, so one run loop drives them all.
 
 A trainer plugin's entry point (group ``er_art.trainers``) names a :class:`TrainerSpec`. The run
-loop of ``er-art train`` (:mod:`er_art.training`) owns batching, checkpoints and resumption and
+loop of ``er-art train`` (:mod:`er_art.training.run`) owns batching, checkpoints and resumption and
 calls the trainer's per-batch step; ``spec.make_art_trainer`` gives the same training as an ART
 ``Trainer`` for library use.
 
@@ -11,9 +11,10 @@ architecture is refused in one sentence that lists the family's architectures. W
 it trains when none is given is data: its ``default_archs`` table (by dataset name, number of input
 channels, or ``"*"``), else its family's in :data:`DEFAULT_ARCHS`. A non-ER model with several
 nets trains with ONE optimizer (``classifier.optimizer``) over its ``model.param_groups(lr)``
-(:func:`er_art.build.optimizer_params`), so the run loop checkpoints and resumes it like any other.
+(:func:`er_art.models.build.optimizer_params`), so the run loop checkpoints and resumes it like any
+other.
 
-    >>> from er_art.trainers import get_trainer, AttackSettings
+    >>> from er_art.training.trainers import get_trainer, AttackSettings
     >>> spec = get_trainer("er-pgd")
     >>> step = spec.make_step(classifier, AttackSettings(eps=0.1, eps_step=0.025, max_iter=10))
     >>> result = step(x_batch, y_batch)   # raw device tensors -> StepResult(ce, disc, reg, correct)
@@ -21,7 +22,7 @@ nets trains with ONE optimizer (``classifier.optimizer``) over its ``model.param
 A third party adds one with, in its ``pyproject.toml``::
 
     [project.entry-points."er_art.trainers"]
-    my-trainer = "my_pkg.trainers:TRAINER"   # an er_art.trainers.TrainerSpec
+    my-trainer = "my_pkg.trainers:TRAINER"   # an er_art.training.trainers.TrainerSpec
 """
 
 from __future__ import annotations
@@ -35,12 +36,12 @@ import torch
 import torch.nn.functional as F
 from art.estimators.classification import PyTorchClassifier
 
-from er_art.algorithm import StepResult, autocast
-from er_art.architectures import architectures_of_kind
-from er_art.classifier import ERClassifier
 from er_art.datasets import DatasetSpec
+from er_art.models.architectures import architectures_of_kind
+from er_art.models.er_classifier import ERClassifier
 from er_art.registry import get_plugin, names
-from er_art.step_fit import fit_generator_with_step, fit_with_step  # noqa: F401 (re-exported)
+from er_art.training.algorithm import StepResult, autocast
+from er_art.training.step_fit import fit_generator_with_step, fit_with_step  # noqa: F401 (re-exported)
 
 # The architecture a trainer picks when none is given, per family: keys are a dataset's name, the
 # number of its input channels (int), or "*" (any other dataset); "{arch}" in a value stands for
@@ -175,9 +176,9 @@ def er_min_max_trainer(
     regularize: bool = True,
     **fit_defaults: Any,
 ) -> Any:
-    """The :class:`~er_art.adversarial_trainer.ERAdversarialTrainer` of trainer ``name`` with the
+    """The :class:`~er_art.training.adversarial.ERAdversarialTrainer` of trainer ``name`` with the
     min-max PGD ``attack`` (``er-pgd``; ``ecla-pgd`` with ``regularize=False``)."""
-    from er_art.adversarial_trainer import ERAdversarialTrainer
+    from er_art.training.adversarial import ERAdversarialTrainer
 
     if attack is None:
         raise ValueError(f"Trainer {name!r} needs attack settings (eps, eps_step, max_iter).")

@@ -3,7 +3,8 @@
 An architecture plugin's entry point names an :class:`Architecture`. Its ``kind`` is the family of
 models it builds, and a trainer trains one family (``TrainerSpec.kind``):
 
-- ``"er"``: an :class:`~er_art.model.ERModel`, wrapped in an :class:`~er_art.ERClassifier`;
+- ``"er"``: an :class:`~er_art.models.er_model.ERModel`, wrapped in an
+  :class:`~er_art.ERClassifier`;
 - ``"baseline"``: a plain ``nn.Module`` classifier (the paper's "No Defense" / "Madry's Adv");
 - any other family (``"rse"``, ``"vae"``, ...): an ``nn.Module`` wrapped in the architecture's
   ``classifier_class`` (default ART's ``PyTorchClassifier``), e.g. RSE's noisy-ensemble predict.
@@ -28,8 +29,8 @@ from typing import Any
 
 from torch import nn
 
-from er_art.algorithm import DEFAULT_LAMBDAS
 from er_art.registry import get_plugin, names
+from er_art.training.algorithm import DEFAULT_LAMBDAS
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ class Architecture:
     def lambdas(self) -> dict[str, float]:
         """Algorithm 1's lambdas of this architecture's ER models when none is given:
         ``lambda_d``, ``lambda_ce`` and ``lambda_reg`` from its ``defaults`` where it sets them,
-        else :data:`er_art.algorithm.DEFAULT_LAMBDAS` (resolve_config checks the values)."""
+        else :data:`er_art.training.algorithm.DEFAULT_LAMBDAS` (resolve_config checks the
+        values)."""
         return {name: self.defaults.get(name, v) for name, v in DEFAULT_LAMBDAS.items()}
 
     # ------------------------------------------------------------------ the builder's options

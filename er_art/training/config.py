@@ -1,7 +1,7 @@
 """The settings of a training run: :class:`TrainingConfig`, its defaults and checks, and the
 untrained classifier it describes.
 
-    >>> from er_art.training import TrainingConfig, resolve_config
+    >>> from er_art.training.run import TrainingConfig, resolve_config
     >>> cfg = resolve_config(TrainingConfig(dataset="digits", trainer="er-pgd"))
     >>> cfg.epochs, cfg.batch_size, cfg.eps            # the dataset's / architecture's defaults
 
@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 from art.estimators.classification import PyTorchClassifier
 
-from er_art.architectures import get_architecture
-from er_art.build import ER_FALLBACKS, build_classifier
-from er_art.classifier import resolve_device_type
 from er_art.datasets import DatasetSpec, get_dataset
+from er_art.models.architectures import get_architecture
+from er_art.models.build import ER_FALLBACKS, build_classifier
+from er_art.models.er_classifier import resolve_device_type
 from er_art.registry import get_plugin
-from er_art.trainers import AttackSettings, get_trainer
+from er_art.training.trainers import AttackSettings, get_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def resolve_config(config: TrainingConfig) -> TrainingConfig:
     ``LookupError`` with close matches for unknown plugin names).
 
     The config returned remembers its values and the dataset it was resolved against, so
-    :func:`resolved` (and through it :func:`er_art.training.train`) takes it as it is, without
+    :func:`resolved` (and through it :func:`er_art.training.run.train`) takes it as it is, without
     resolving or looking the dataset up again, for as long as none of its fields is changed."""
     cfg, spec = _resolve(config)
     return _remember(cfg, spec)

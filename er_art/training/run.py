@@ -1,12 +1,12 @@
 """The run loop of ``er-art train``: any trainer plugin, checkpoints, exact resumption, torchrun.
 
-    >>> from er_art.training import TrainingConfig, train, resume
+    >>> from er_art.training.run import TrainingConfig, train, resume
     >>> result = train(TrainingConfig(dataset="digits", trainer="er-pgd"), "runs/digits-demo")
     >>> result = resume("runs/digits-demo")        # after a crash or Ctrl-C: continues where it was
     >>> clf = er_art.load_classifier("runs/digits-demo")
 
 The loop drives the batches itself and calls the trainer's per-batch step
-(:class:`er_art.trainers.TrainerSpec`), so every trainer gets the same guarantees:
+(:class:`er_art.training.trainers.TrainerSpec`), so every trainer gets the same guarantees:
 
 - the data order of epoch ``e`` comes from a generator seeded by ``(seed, e)``; the torch, NumPy,
   Python and CUDA RNG states are saved with every checkpoint and restored on resume, which restarts
@@ -37,9 +37,10 @@ optimizers' gradients averaged over the processes (:mod:`er_art.distributed`). R
 the run directory; its checkpoint loads in one process, and resumes bit-exactly on the CPU under
 torchrun with the same number of processes (another number is refused in one sentence).
 
-The pieces, by what changes together: :mod:`er_art.training_config` (the settings and their
-defaults), :mod:`er_art.rng_state` (the random state), :mod:`er_art.batches` (data order and
-batches), :mod:`er_art.run_loop` (the loop), :mod:`er_art.distributed` (the processes); this
+The pieces, by what changes together: :mod:`er_art.training.config` (the settings and their
+defaults), :mod:`er_art.training.rng_state` (the random state), :mod:`er_art.training.batches`
+(data order and
+batches), :mod:`er_art.training.loop` (the loop), :mod:`er_art.distributed` (the processes); this
 module starts and resumes runs, and every public name of those is importable from here.
 """
 
@@ -57,7 +58,6 @@ import numpy as np
 import torch
 from art.estimators.classification import PyTorchClassifier
 
-from er_art.batches import BatchSource, epoch_order, steps_per_epoch
 from er_art.checkpoint import (
     RUN_CHECKPOINT,
     CheckpointError,
@@ -65,21 +65,11 @@ from er_art.checkpoint import (
     read_checkpoint,
     remove_temporaries,
 )
-from er_art.classifier import resolve_device_type
 from er_art.datasets import DatasetSpec
 from er_art.devices import is_nondeterminism_error, torch_settings
 from er_art.distributed import World, join_world
 from er_art.json_files import check_shape
-from er_art.rng_state import rng_state, seed_everything, set_rng_state
-from er_art.run_loop import (
-    SYNC_SECONDS,
-    TrainingCallbacks,
-    TrainingDiverged,
-    TrainingInterrupted,
-    TrainingTerminated,
-    _Run,
-    optimizers_of,
-)
+from er_art.models.er_classifier import resolve_device_type
 from er_art.runs import (
     METRICS,
     RUN_JSON,
@@ -90,7 +80,8 @@ from er_art.runs import (
     write_json,
     writing,
 )
-from er_art.training_config import (
+from er_art.training.batches import BatchSource, epoch_order, steps_per_epoch
+from er_art.training.config import (
     TrainingConfig,
     _positive_int,
     attack_settings,
@@ -100,6 +91,16 @@ from er_art.training_config import (
     resolve_config,
     resolved,
 )
+from er_art.training.loop import (
+    SYNC_SECONDS,
+    TrainingCallbacks,
+    TrainingDiverged,
+    TrainingInterrupted,
+    TrainingTerminated,
+    _Run,
+    optimizers_of,
+)
+from er_art.training.rng_state import rng_state, seed_everything, set_rng_state
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ groups (:meth:`DefenseGANModel.param_groups`): :func:`defense_gan_step` = :func:
 
     >>> import torch
     >>> from art.estimators.classification import PyTorchClassifier
-    >>> from er_art.defense_gan import build_defense_gan, defense_gan_step
+    >>> from er_art.baselines.defense_gan import build_defense_gan, defense_gan_step
     >>> model = build_defense_gan((1, 8, 8), nb_classes=10, z_dim=32, projection_steps=50,
     ...                           restarts=4)
     >>> optimizer = torch.optim.Adam(model.param_groups(lr=2e-4))
@@ -37,7 +37,8 @@ groups (:meth:`DefenseGANModel.param_groups`): :func:`defense_gan_step` = :func:
 
 In er-art it is trained by ``er-art train --trainer defense-gan`` (architectures
 ``defense-gan-digits``, ``defense-gan-mnist``, ``defense-gan-cifar10``) and loaded as an
-:class:`~er_art.defense_gan_classifier.DefenseGANClassifier`, whose gradient mode and projection
+:class:`~er_art.baselines.defense_gan_classifier.DefenseGANClassifier`, whose gradient mode and
+projection
 settings can be changed after training (``load_classifier(run, options={"gradient": "naive"})``).
 """
 
@@ -55,7 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from er_art.algorithm import StepResult
+from er_art.training.algorithm import StepResult
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Any PyTorch model as an ART ``PyTorchClassifier``: the normalisation inside, the checks first.
 
-    >>> from er_art.wrapped_model import load_model, wrap_model
+    >>> from er_art.models.wrapped import load_model, wrap_model
     >>> net = torchvision.models.resnet18(num_classes=10)             # returns logits
     >>> clf = wrap_model(net, x=x, y=y, mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26))
     >>> loaded = load_model("my_pkg.models:build", weights="model.pt")  # what --model reads
@@ -266,7 +266,7 @@ def wrap_model(
     :param device_type: ``auto``, ``cpu`` or ``cuda``.
     :raises ModelError: the model does not fit the data (one sentence).
     """
-    from er_art.classifier import resolve_device_type
+    from er_art.models.er_classifier import resolve_device_type
 
     if isinstance(model, PyTorchClassifier):
         raise ModelError(
